@@ -1,0 +1,54 @@
+"""The append-only event log and the assignment history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from leadflow.core.routing import Decision
+from leadflow.store.tables import assignments, events
+
+# Statements built once: a construct made per call pays for its cache key on every lead.
+INSERT_EVENT = events.insert()
+INSERT_ASSIGNMENT = assignments.insert()
+
+
+def new_event(lead_id: int, type_: str, at: datetime, actor: str | None = None, **data: Any) -> dict[str, Any]:
+    return {"lead_id": lead_id, "type": type_, "actor": actor, "data": data, "at": at}
+
+
+def append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(INSERT_EVENT, rows)
+
+
+def assignment_row(lead_id: int, decision: Decision, kind: str, at: datetime) -> dict[str, Any]:
+    """The assignments row of a decision: who, by which rule, why, and every candidate with its verdict."""
+    return {
+        "lead_id": lead_id,
+        "manager_id": decision.manager_id,
+        "kind": kind,
+        "rule_key": decision.rule_key,
+        "strategy": decision.strategy,
+        "reason": decision.reason,
+        # Built by hand: dataclasses.asdict deep-copies and costs more than the whole routing decision.
+        "candidates": [
+            {
+                "key": c.key,
+                "name": c.name,
+                "eligible": c.eligible,
+                "why": c.why,
+                "load": c.load,
+                "capacity": c.capacity,
+                "inputs": dict(c.inputs),
+            }
+            for c in decision.candidates
+        ],
+        "at": at,
+    }
+
+
+def record_assignment(conn: Connection, lead_id: int, decision: Decision, kind: str, at: datetime) -> None:
+    conn.execute(INSERT_ASSIGNMENT, assignment_row(lead_id, decision, kind, at))

@@ -1,0 +1,35 @@
+"""Turn stored lead rows back into the core's values."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection, RowMapping
+
+from leadflow.core.cleaning import company_key
+from leadflow.core.errors import NotFound
+from leadflow.core.lead import CleanLead
+from leadflow.store.tables import leads
+
+_LOCK = select(leads).where(leads.c.id == bindparam("id")).with_for_update()
+
+
+def lock_lead(conn: Connection, lead_id: int) -> RowMapping:
+    """The lead row, locked for the rest of the transaction (PostgreSQL; SQLite already has one writer)."""
+    row = conn.execute(_LOCK, {"id": lead_id}).mappings().first()
+    if row is None:
+        raise NotFound(f"lead {lead_id} does not exist")
+    return row
+
+
+def lead_row_to_clean(row: RowMapping) -> CleanLead:
+    return CleanLead(
+        channel=row["channel"], source=row["source"], external_id=row["external_id"], name=row["name"],
+        phone=row["phone"], phone_type=row["phone_type"], email=row["email"], company=row["company"],
+        region=row["region"], product=row["product"], language=row["language"], budget=row["budget"],
+        message=row["message"],
+        company_key=company_key(row["company"]) if row["company"] else None,
+        score=row.get("score"),
+        temperature=row.get("temperature"),
+        department=row.get("department"),
+        win_probability=row.get("win_probability"), utm=dict(row["utm"] or {}),
+    )  # fmt: skip

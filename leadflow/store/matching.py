@@ -1,0 +1,94 @@
+"""Find existing clients a new lead may belong to: indexed look-ups only, so the cost does not grow with the base."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from rapidfuzz import fuzz, process
+from sqlalchemy import Select, bindparam, literal, select, union_all
+from sqlalchemy.engine import Connection
+
+from leadflow.core.cleaning import company_block
+from leadflow.core.dedupe import Match
+from leadflow.core.lead import CleanLead
+from leadflow.store.tables import companies, contacts, leads, managers
+
+_PER_KEY = 5  # a handful of matches is enough to choose an owner
+
+
+def _contacts_by(column: str) -> Select[Any]:
+    col = contacts.c[column]
+    return (
+        select(
+            literal("contact").label("kind"), contacts.c.id, literal(column).label("by"), col.label("value"),
+            contacts.c.owner_id, managers.c.name.label("owner_name"), contacts.c.id.label("contact_id"),
+            contacts.c.company_id,
+        )
+        .outerjoin(managers, managers.c.id == contacts.c.owner_id)
+        .where(col == bindparam(column))
+        .order_by(contacts.c.id)
+        .limit(_PER_KEY)
+    )  # fmt: skip
+
+
+def _leads_by(column: str) -> Select[Any]:
+    col = leads.c[column]
+    return (
+        select(
+            literal("lead").label("kind"), leads.c.id, literal(column).label("by"), col.label("value"),
+            leads.c.manager_id.label("owner_id"), managers.c.name.label("owner_name"), leads.c.contact_id,
+            leads.c.company_id,
+        )
+        .outerjoin(managers, managers.c.id == leads.c.manager_id)
+        .where(col == bindparam(column), leads.c.status.in_(bindparam("open", expanding=True)))
+        .order_by(leads.c.id.desc())
+        .limit(_PER_KEY)
+    )  # fmt: skip
+
+
+def _subquery(stmt: Select[Any]) -> Select[Any]:
+    # SQLite allows LIMIT inside a UNION member only when it is wrapped in a subquery.
+    return select(stmt.subquery())
+
+
+_BY_PHONE = [_subquery(_contacts_by("phone")), _subquery(_leads_by("phone"))]
+_BY_EMAIL = [_subquery(_contacts_by("email")), _subquery(_leads_by("email"))]
+_QUERIES = {
+    (True, False): union_all(*_BY_PHONE),
+    (False, True): union_all(*_BY_EMAIL),
+    (True, True): union_all(*_BY_PHONE, *_BY_EMAIL),
+}
+_COMPANIES = (
+    select(companies.c.id, companies.c.name, companies.c.name_key, companies.c.owner_id, managers.c.name)
+    .outerjoin(managers, managers.c.id == companies.c.owner_id)
+    .where(companies.c.block_key == bindparam("block"))
+)
+
+
+def find_matches(conn: Connection, lead: CleanLead, open_statuses: Collection[str], similarity: int) -> list[Match]:
+    found: list[Match] = []
+    query = _QUERIES.get((lead.phone is not None, lead.email is not None))
+    if query is not None:
+        params: dict[str, object] = {"open": list(open_statuses)}
+        if lead.phone:
+            params["phone"] = lead.phone
+        if lead.email:
+            params["email"] = lead.email
+        for row in conn.execute(query, params):
+            found.append(Match(row.kind, row.id, row.by, row.value, row.owner_id, row.owner_name,
+                               row.contact_id, row.company_id))  # fmt: skip
+    if lead.company_key:
+        rows = conn.execute(_COMPANIES, {"block": company_block(lead.company_key)}).all()
+        if rows:
+            best = process.extractOne(
+                lead.company_key,
+                [r.name_key for r in rows],
+                scorer=fuzz.token_sort_ratio,
+                score_cutoff=similarity,
+            )
+            if best is not None:
+                row = rows[best[2]]
+                found.append(Match("company", row.id, "company", row.name, row.owner_id, row[4],
+                                   company_id=row.id, score=best[1]))  # fmt: skip
+    return found

@@ -1,0 +1,313 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations create it; nothing calls create_all in production."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; leadflow stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Id = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("key", String(60), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(60)),
+    Column("head_key", String(60)),
+    Column("hours", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("telegram_chat_id", String(60)),
+    Column("slack_webhook_url", String(500)),
+    Column("scoring", Boolean, nullable=False, server_default=true()),
+    Column("desk", Boolean, nullable=False, server_default=false()),
+    Column("desk_sla_seconds", Integer, nullable=False, server_default="900"),
+)
+
+managers = Table(
+    "managers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("key", String(60), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("team_id", ForeignKey("teams.id"), nullable=False, index=True),
+    Column("email", String(254)),
+    Column("telegram_chat_id", String(60)),
+    Column("regions", JSON, nullable=False),
+    Column("products", JSON, nullable=False),
+    Column("languages", JSON, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("hours", JSON),
+    Column("active", Boolean, nullable=False),
+    Column("absent", Boolean, nullable=False),
+    # Kept in step with leads in the same transaction, so routing reads one row, not a count.
+    Column("open_leads", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("vacations", JSON),
+    Column("on_call", Boolean, nullable=False, server_default=false()),
+    Column("weight", Integer, nullable=False, server_default="1"),
+    Column("tier", Integer, nullable=False, server_default="2"),
+    Column("role", String(20), nullable=False, server_default="manager"),
+    # Load and results, kept in step by the services, so routing reads them from the manager's own row.
+    Column("open_value", Numeric(18, 2), nullable=False, server_default="0"),
+    Column("open_deals", Integer, nullable=False, server_default="0"),
+    Column("closed_leads", Integer, nullable=False, server_default="0"),
+    Column("won_leads", Integer, nullable=False, server_default="0"),
+    Column("first_contacts", Integer, nullable=False, server_default="0"),
+    Column("fast_contacts", Integer, nullable=False, server_default="0"),  # first contact within 20 minutes
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("name_key", String(200), nullable=False, index=True),
+    Column("block_key", String(10), nullable=False, index=True),
+    Column("owner_id", ForeignKey("managers.id"), index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200)),
+    Column("phone", String(20), index=True),
+    Column("email", String(254), index=True),
+    Column("company_id", ForeignKey("companies.id"), index=True),
+    Column("owner_id", ForeignKey("managers.id"), index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("channel", String(40), nullable=False),
+    Column("source", String(200)),
+    Column("external_id", String(200)),
+    Column("idempotency_key", String(200), unique=True),
+    Column("name", String(200)),
+    Column("phone", String(20)),
+    Column("phone_type", String(10)),
+    Column("email", String(254)),
+    Column("company", String(200)),
+    Column("region", String(60)),
+    Column("product", String(200)),
+    Column("language", String(10)),
+    Column("budget", Numeric(16, 2)),
+    Column("message", Text),
+    Column("utm", JSON, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("status", String(60), nullable=False),
+    Column("manager_id", ForeignKey("managers.id")),
+    Column("team_id", ForeignKey("teams.id")),
+    Column("contact_id", ForeignKey("contacts.id")),
+    Column("company_id", ForeignKey("companies.id")),
+    Column("duplicate_of_id", ForeignKey("leads.id")),
+    Column("duplicate_reason", Text),
+    Column("junk_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("assigned_at", UTCDateTime),
+    Column("first_contact_at", UTCDateTime),
+    Column("rule_key", String(60)),
+    # First-contact SLA: running, met, exhausted (end of chain), stopped (closed before contact).
+    Column("sla_state", String(20)),
+    Column("sla_due_at", UTCDateTime),
+    Column("sla_hops", Integer, nullable=False, server_default="0"),
+    Column("response_seconds", Integer),
+    Column("response_band", String(10)),
+    Column("score", Integer),
+    Column("score_detail", JSON),
+    Column("temperature", String(10)),
+    Column("department", String(40)),
+    Column("win_probability", Float),
+    Column("win_factors", JSON),
+    Column("processing_due_at", UTCDateTime),
+    Column("queue", String(20)),  # "desk": waiting for the quality desk
+    UniqueConstraint("channel", "external_id"),
+    Index("ix_leads_phone", "phone"),
+    Index("ix_leads_email", "email"),
+    Index("ix_leads_status_created_at", "status", "created_at"),
+    Index("ix_leads_manager_id_status", "manager_id", "status"),
+    Index("ix_leads_created_at", "created_at"),
+    Index("ix_leads_sla_state_sla_due_at", "sla_state", "sla_due_at"),
+    Index("ix_leads_queue_created_at", "queue", "created_at"),
+)
+
+deals = Table(
+    "deals",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), index=True),
+    Column("contact_id", ForeignKey("contacts.id"), index=True),
+    Column("company_id", ForeignKey("companies.id"), index=True),
+    Column("manager_id", ForeignKey("managers.id"), index=True),
+    Column("title", String(200), nullable=False),
+    Column("amount", Numeric(16, 2)),
+    Column("stage", String(60), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False, index=True),
+    Column("manager_id", ForeignKey("managers.id"), index=True),  # NULL: sent to the unassigned queue
+    Column("kind", String(20), nullable=False),  # initial, sticky, restore, manual, escalation
+    Column("rule_key", String(60)),
+    Column("strategy", String(30)),
+    Column("reason", Text, nullable=False),
+    Column("candidates", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# Round-robin position per rule: the manager who got the previous lead.
+rr_pointers = Table(
+    "rr_pointers",
+    metadata,
+    Column("rule_key", String(60), primary_key=True),
+    Column("last_manager_key", String(60)),
+    Column("state", JSON),  # weighted strategies keep their running credits here
+)
+
+# Win-probability models learned from closed leads; the newest active one scores new leads.
+scoring_models = Table(
+    "scoring_models",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("kind", String(30), nullable=False),
+    Column("model", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("trained_on", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), index=True),
+    Column("manager_id", ForeignKey("managers.id"), index=True),
+    Column("kind", String(30), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("due_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False, index=True),
+    Column("manager_id", ForeignKey("managers.id"), index=True),
+    Column("kind", String(30), nullable=False),  # call, message, meeting
+    Column("outcome", String(30)),  # connected, no_answer, busy, wrong_number, sent, set
+    Column("note", Text),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# Append-only: every change to a lead is a row here, never updated or deleted.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), index=True),
+    Column("type", String(40), nullable=False),
+    Column("actor", String(60)),
+    Column("data", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# Deadlines are rows written with the change that caused them; the worker claims the due ones.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False, index=True),
+    Column("kind", String(30), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False, index=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Outgoing notifications, written in the same transaction as the event that caused them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("event_id", ForeignKey("events.id"), index=True),
+    Column("channel", String(20), nullable=False),  # telegram, slack, webhook, email, log
+    Column("recipient", String(500), nullable=False),
+    Column("subject", String(300)),
+    Column("body", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # pending, sent, dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+)
