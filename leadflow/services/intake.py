@@ -1,0 +1,316 @@
+"""Take in one lead: clean it, set junk aside, match it to an existing client, route it; one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from leadflow.core.cleaning import clean_lead
+from leadflow.core.dedupe import choose_duplicate
+from leadflow.core.junk import junk_reason
+from leadflow.core.lead import CleanLead, LeadIn
+from leadflow.core.routing import (
+    FALLBACK,
+    Decision,
+    ManagerState,
+    TeamState,
+    matching_rules,
+    route,
+    sticky_decision,
+    teams_involved,
+)
+from leadflow.core.rules import RulesFile, Team
+from leadflow.core.scoring import NOT_SCORED, qualify
+from leadflow.services.context import Leadflow
+from leadflow.services.sla import (
+    DESK,
+    INSERT_TIMER,
+    ROUTE_AT,
+    Clock,
+    clock_columns,
+    lead_context,
+    notify,
+    plan_clock,
+    write_timer,
+)
+from leadflow.store.events import append_events, new_event, record_assignment
+from leadflow.store.lead_rows import lead_row_to_clean
+from leadflow.store.matching import find_matches
+from leadflow.store.tables import leads, managers, teams
+from leadflow.store.team_state import add_load, load_manager, load_team_state, lock_teams, save_pointer
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    lead_id: int
+    created: bool
+    status: str
+    manager_id: int | None
+    manager_key: str | None
+    manager_name: str | None
+    reason: str
+
+
+def take_lead(
+    app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> Intake:  # fmt: skip
+    """Commit the lead and its decision together, then return; a repeated delivery returns the first lead."""
+    clean = clean_lead(lead_in, app.rules.default_region)  # raises InvalidInput before anything is written
+    # Predicted before the transaction: the model is read on its own connection, never two held at once.
+    prediction = app.predict(clean) if app.predict is not None and app.rules.scoring.predictive else None
+    payload = raw if raw is not None else lead_in.model_dump(mode="json", exclude_none=True)
+    try:
+        with app.engine.begin() as conn:
+            existing = _find_delivery(conn, clean, idempotency_key)
+            if existing is not None:
+                return existing
+            return _take(app, conn, clean, payload, idempotency_key, now, prediction)
+    except IntegrityError:
+        # A concurrent delivery of the same lead committed first (PostgreSQL): answer with that one.
+        with app.engine.connect() as conn:
+            existing = _find_delivery(conn, clean, idempotency_key)
+        if existing is None:
+            raise
+        return existing
+
+
+_INSERT_LEAD = leads.insert().returning(leads.c.id)
+_DELIVERY = select(leads.c.id, leads.c.status, leads.c.manager_id, managers.c.key, managers.c.name).outerjoin(
+    managers, managers.c.id == leads.c.manager_id
+)
+# Two statements rather than one OR: each uses its own unique index.
+_BY_KEY = _DELIVERY.where(leads.c.idempotency_key == bindparam("key"))
+_BY_EXTERNAL = _DELIVERY.where(leads.c.channel == bindparam("channel"), leads.c.external_id == bindparam("external"))
+
+
+def _find_delivery(conn: Connection, clean: CleanLead, idempotency_key: str | None) -> Intake | None:
+    """The lead already taken for this delivery: by its idempotency key, or by the channel's own id for it."""
+    row = conn.execute(_BY_KEY, {"key": idempotency_key}).first() if idempotency_key else None
+    if row is None and clean.external_id:
+        row = conn.execute(_BY_EXTERNAL, {"channel": clean.channel, "external": clean.external_id}).first()
+    if row is None:
+        return None
+    return Intake(row[0], False, row[1], row[2], row[3], row[4], "already received: this is the first delivery")
+
+
+def _take(
+    app: Leadflow,
+    conn: Connection,
+    clean: CleanLead,
+    payload: dict[str, Any],
+    idem: str | None,
+    now: datetime,
+    prediction: tuple[float, list[dict[str, Any]]] | None,
+) -> Intake:
+    rules = app.rules
+    probability = prediction[0] if prediction else None
+    qualification = qualify(clean, rules.scoring, probability)
+    clean = qualification.apply(clean, probability)
+    junk = junk_reason(clean, rules.junk)
+    duplicate = None
+    decision: Decision | None = None
+    owner: ManagerState | None = None
+    desk = None if junk else desk_team(clean, rules)
+    if junk is None:
+        duplicate = choose_duplicate(find_matches(conn, clean, rules.open_statuses, rules.dedupe.company_similarity))
+    if junk is None and desk is None:
+        if duplicate is not None and duplicate.match.owner_id is not None:
+            owner = load_manager(conn, duplicate.match.owner_id, rules.default_timezone)
+            decision = sticky_decision(owner, duplicate.reason)
+        if decision is None:
+            decision, state = route_now(conn, clean, rules, now)
+            owner = state.managers.get(decision.manager_key) if decision.manager_key else None
+            if duplicate is not None:
+                why = "routed by rules" if duplicate.match.owner_id is None else "owner cannot take it, routed by rules"
+                decision = _with_prefix(decision, f"{duplicate.reason}; {why}")
+    if owner is not None and not team_scores(rules, owner.team):
+        qualification = NOT_SCORED  # the team chose to work without scores
+        clean = qualification.apply(clean, None)
+        prediction = None
+
+    status = "junk" if junk else "assigned" if decision and decision.assigned else "new"
+    clock = plan_clock(rules, clean, decision, owner, now) if decision and owner else None
+    match = duplicate.match if duplicate else None
+    lead_id = conn.execute(
+        _INSERT_LEAD,
+        {
+            "channel": clean.channel, "source": clean.source, "external_id": clean.external_id,
+            "idempotency_key": idem, "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
+            "email": clean.email, "company": clean.company, "region": clean.region, "product": clean.product,
+            "language": clean.language, "budget": clean.budget, "message": clean.message, "utm": clean.utm,
+            "raw": payload, "status": status,
+            "manager_id": decision.manager_id if decision else None,
+            "team_id": None,
+            "contact_id": match.contact_id if match else None,
+            "company_id": match.company_id if match else None,
+            "duplicate_of_id": match.id if match and match.kind == "lead" else None,
+            "duplicate_reason": duplicate.reason if duplicate else None,
+            "junk_reason": junk,
+            "created_at": now, "updated_at": now,
+            "assigned_at": now if decision and decision.assigned else None,
+            "score": qualification.score,
+            "score_detail": qualification.detail() or None,
+            "temperature": qualification.temperature,
+            "department": qualification.department,
+            "win_probability": probability,
+            "win_factors": prediction[1] if prediction else None,
+            "processing_due_at": now + qualification.window if qualification.window else None,
+            "queue": "desk" if desk else None,
+            **clock_columns(clock, decision.rule_key if decision else None),
+        },
+    ).scalar_one()  # fmt: skip
+
+    history = [new_event(lead_id, "lead.received", now, channel=clean.channel, source=clean.source)]
+    if qualification.score is not None or qualification.temperature is not None:
+        history.append(new_event(lead_id, "lead.scored", now, reason=qualification.reason, score=qualification.score,
+                                 temperature=qualification.temperature, probability=probability))  # fmt: skip
+    if junk:
+        history.append(new_event(lead_id, "lead.junked", now, reason=junk))
+    if duplicate:
+        history.append(
+            new_event(lead_id, "lead.duplicate", now, reason=duplicate.reason, match_id=match.id if match else None)
+        )
+    if desk is not None:
+        history.append(new_event(lead_id, "lead.queued", now, queue="desk", team=desk.key,
+                                 reason=f"team '{desk.key}' takes new leads through the quality desk"))  # fmt: skip
+        conn.execute(INSERT_TIMER, {"lead_id": lead_id, "kind": DESK, "due_at": now + desk.desk_sla,
+                                       "data": {"team": desk.key}, "created_at": now})  # fmt: skip
+    if decision is not None:
+        apply_decision(conn, lead_id, decision, "sticky" if decision.strategy == "sticky" else "initial", now,
+                       clean.budget)  # fmt: skip
+        history.append(decision_event(lead_id, decision, now))
+        if decision.wait_until is not None:
+            conn.execute(INSERT_TIMER, {"lead_id": lead_id, "kind": ROUTE_AT, "due_at": decision.wait_until,
+                                           "data": {"rule": decision.rule_key}, "created_at": now})  # fmt: skip
+    append_events(conn, history)
+    if clock is not None and owner is not None:
+        write_timer(conn, lead_id, clock, owner, decision.rule_key if decision else None, now)
+    if decision is not None:
+        announce(conn, app, lead_id, clean, decision, owner, clock, now)
+    if decision is None:
+        why = junk or (f"waiting for the quality desk of team '{desk.key}'" if desk else "")
+        return Intake(lead_id, True, status, None, None, None, why)
+    return Intake(lead_id, True, status, decision.manager_id, decision.manager_key, decision.manager_name,
+                  decision.reason)  # fmt: skip
+
+
+def desk_team(clean: CleanLead, rules: RulesFile) -> Team | None:
+    """The team the lead is headed for, when that team takes new leads through its quality desk."""
+    matched = matching_rules(clean, rules)
+    target = matched[0] if matched else rules.routing.fallback
+    if target is None:
+        return None
+    team = next((t for t in rules.teams if t.key == target.team), None)
+    return team if team is not None and team.desk else None
+
+
+def team_scores(rules: RulesFile, team_key: str) -> bool:
+    return next((t.scoring for t in rules.teams if t.key == team_key), True)
+
+
+def assign_existing(
+    conn: Connection,
+    app: Leadflow,
+    row: RowMapping,
+    now: datetime,
+    *,
+    kind: str,
+    decision: Decision | None = None,
+    clock: bool = True,
+) -> Decision:
+    """Route a stored lead (restored, waited for opening, handed on by the desk) and write it like intake does.
+
+    `clock=False` for a lead that already had its first contact: it owes none to the new owner.
+    """
+    clean = lead_row_to_clean(row)
+    owner: ManagerState | None = None
+    if decision is None:
+        decision, state = route_now(conn, clean, app.rules, now)
+        owner = state.managers.get(decision.manager_key) if decision.manager_key else None
+    elif decision.manager_id is not None:
+        owner = load_manager(conn, decision.manager_id, app.rules.default_timezone)
+    deadline = plan_clock(app.rules, clean, decision, owner, now) if owner and clock else None
+    conn.execute(
+        update(leads)
+        .where(leads.c.id == row["id"])
+        .values(
+            status="assigned" if decision.assigned else "new",
+            manager_id=decision.manager_id,
+            assigned_at=now if decision.assigned else None,
+            updated_at=now,
+            sla_hops=0,
+            queue=None,
+            **(clock_columns(deadline, decision.rule_key) if clock else {}),
+        )
+    )
+    apply_decision(conn, row["id"], decision, kind, now, row["budget"])
+    append_events(conn, [decision_event(row["id"], decision, now)])
+    if deadline is not None and owner is not None:
+        write_timer(conn, row["id"], deadline, owner, decision.rule_key, now)
+    if decision.wait_until is not None:
+        conn.execute(INSERT_TIMER, {"lead_id": row["id"], "kind": ROUTE_AT, "due_at": decision.wait_until,
+                                       "data": {"rule": decision.rule_key}, "created_at": now})  # fmt: skip
+    announce(conn, app, row["id"], clean, decision, owner, deadline, now)
+    return decision
+
+
+def route_now(conn: Connection, clean: CleanLead, rules: RulesFile, now: datetime) -> tuple[Decision, TeamState]:
+    """Lock the teams the lead may go to, read their state, decide."""
+    team_keys = teams_involved(clean, rules)
+    lock_teams(conn, team_keys)
+    rule_keys = [r.key for r in matching_rules(clean, rules)] + [FALLBACK]
+    state = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
+    return route(clean, rules, state, now), state
+
+
+def announce(
+    conn: Connection, app: Leadflow, lead_id: int, clean: CleanLead, decision: Decision,
+    owner: ManagerState | None, clock: Clock | None, now: datetime,
+) -> None:  # fmt: skip
+    """Tell the new owner (and the webhooks); a lead no one could take is announced to the team chat."""
+    if decision.assigned and not (owner and (owner.email or owner.telegram_chat_id)) and not app.notify.webhook_urls:
+        return  # nobody to tell: skip building the message on the hot path
+    context = lead_context(app, lead_id, clean) | {"manager_name": decision.manager_name, "reason": decision.reason}
+    if clock is not None and owner is not None:
+        local = clock.due_at.astimezone(ZoneInfo(owner.hours.timezone))
+        context["due_at_local"] = local.strftime("%H:%M %d.%m")
+    if decision.assigned:
+        notify(conn, app, "lead.assigned", None, owner, context, now)
+    else:
+        query = select(teams).where(teams.c.key.in_(teams_involved(clean, app.rules)))
+        chats: list[RowMapping | None] = [*conn.execute(query).mappings().all()] or [None]
+        for chat in chats:
+            notify(conn, app, "lead.unassigned", None, None, context | {"team_name": chat["name"] if chat else None},
+                   now, team_chat=chat)  # fmt: skip
+
+
+def apply_decision(
+    conn: Connection, lead_id: int, decision: Decision, kind: str, now: datetime, value: Decimal | None = None
+) -> None:
+    record_assignment(conn, lead_id, decision, kind, now)
+    if decision.manager_id is not None:
+        add_load(conn, decision.manager_id, +1, value)
+    if decision.pointer is not None and decision.strategy not in ("sticky", "chain", "chain_end", None):
+        save_pointer(conn, *decision.pointer, decision.credits[1] if decision.credits else None)
+
+
+def decision_event(lead_id: int, decision: Decision, now: datetime) -> dict[str, Any]:
+    # The rules looked at, compactly: [key, matched, outcome]; the explain endpoint shows them.
+    checked = [[c.key, c.matched, c.outcome] for c in decision.checked]
+    if decision.assigned:
+        return new_event(lead_id, "lead.assigned", now, manager_id=decision.manager_id, manager=decision.manager_key,
+                         rule=decision.rule_key, reason=decision.reason, rules=checked)  # fmt: skip
+    return new_event(lead_id, "lead.unassigned", now, reason=decision.reason, rules=checked,
+                     wait_until=decision.wait_until.isoformat() if decision.wait_until else None)  # fmt: skip
+
+
+def _with_prefix(decision: Decision, prefix: str) -> Decision:
+    return replace(decision, reason=f"{prefix}; {decision.reason}")

@@ -1,0 +1,117 @@
+"""Read leads with their history, move them through the funnel, restore junk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select, update
+
+from leadflow.core.errors import Conflict, InvalidInput, NotFound
+from leadflow.services.context import Leadflow
+from leadflow.services.intake import assign_existing
+from leadflow.services.sla import stop_clock
+from leadflow.store.db import READ_ONLY
+from leadflow.store.events import append_events, new_event
+from leadflow.store.lead_rows import lock_lead
+from leadflow.store.tables import assignments, events, leads, managers
+from leadflow.store.team_state import add_load, record_result
+
+_LEAD_VIEW = select(leads, managers.c.key.label("manager_key"), managers.c.name.label("manager_name")).outerjoin(
+    managers, managers.c.id == leads.c.manager_id
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFilter:
+    status: str | None = None
+    manager: str | None = None  # manager key; "none" for the unassigned queue
+    channel: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+def get_lead(app: Leadflow, lead_id: int) -> dict[str, Any]:
+    """The lead, who owns it, every assignment with its reason and the whole event history."""
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        row = conn.execute(_LEAD_VIEW.where(leads.c.id == lead_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"lead {lead_id} does not exist")
+        history = conn.execute(select(events).where(events.c.lead_id == lead_id).order_by(events.c.id)).mappings()
+        decisions = conn.execute(
+            select(assignments, managers.c.key.label("manager_key"), managers.c.name.label("manager_name"))
+            .outerjoin(managers, managers.c.id == assignments.c.manager_id)
+            .where(assignments.c.lead_id == lead_id)
+            .order_by(assignments.c.id)
+        ).mappings()
+        return {**dict(row), "events": [dict(e) for e in history], "assignments": [dict(a) for a in decisions]}
+
+
+def _filtered(query: Select[Any], f: LeadFilter) -> Select[Any]:
+    if f.status:
+        query = query.where(leads.c.status == f.status)
+    if f.manager == "none":
+        query = query.where(leads.c.manager_id.is_(None))
+    elif f.manager:
+        query = query.where(managers.c.key == f.manager)
+    if f.channel:
+        query = query.where(leads.c.channel == f.channel)
+    if f.created_from:
+        query = query.where(leads.c.created_at >= f.created_from)
+    if f.created_to:
+        query = query.where(leads.c.created_at < f.created_to)
+    return query
+
+
+def list_leads(app: Leadflow, f: LeadFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """Newest first; the total counts every lead that matches the filter."""
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        rows = conn.execute(_filtered(_LEAD_VIEW, f).order_by(leads.c.id.desc()).limit(limit).offset(offset))
+        count_query = select(func.count()).select_from(leads.outerjoin(managers, managers.c.id == leads.c.manager_id))
+        total = conn.execute(_filtered(count_query, f)).scalar_one()
+        return [dict(r) for r in rows.mappings()], total
+
+
+def restore_lead(app: Leadflow, lead_id: int, now: datetime, actor: str | None = None) -> dict[str, Any]:
+    """Bring a junk lead back: status new, routed again as if it had just arrived."""
+    with app.engine.begin() as conn:
+        row = lock_lead(conn, lead_id)
+        if row["status"] != "junk":
+            raise Conflict(f"lead {lead_id} is '{row['status']}', not junk: only junk can be restored")
+        append_events(conn, [new_event(lead_id, "lead.restored", now, actor, was=row["junk_reason"])])
+        decision = assign_existing(conn, app, row, now, kind="restore")
+        return {"id": lead_id, "status": "assigned" if decision.assigned else "new", "reason": decision.reason}
+
+
+def set_status(
+    app: Leadflow, lead_id: int, status: str, now: datetime, actor: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """Move a lead to another funnel status; a manager's load follows open/closed."""
+    statuses = {s.key: s for s in app.rules.funnel}
+    if status not in statuses:
+        raise InvalidInput.one("status", f"'{status}' is not in the funnel ({', '.join(statuses)})")
+    if status == "junk" and not reason:
+        raise InvalidInput.one("reason", "say why the lead is junk, so it can be judged and restored later")
+    with app.engine.begin() as conn:
+        row = lock_lead(conn, lead_id)
+        old = row["status"]
+        if old == status:
+            return {"id": lead_id, "status": status}
+        was_open = old in app.rules.open_statuses
+        now_open = status in app.rules.open_statuses
+        if row["manager_id"] is not None and was_open != now_open:
+            add_load(conn, row["manager_id"], +1 if now_open else -1, row["budget"])
+        outcome = statuses[status].outcome
+        if row["manager_id"] is not None and outcome is not None and statuses[old].outcome is None:
+            record_result(conn, row["manager_id"], closed=True, won=outcome == "won")
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "junk":
+            values["junk_reason"] = reason
+        if not now_open and row["sla_state"] == "running":
+            # Closed before anyone made contact: the clock stops, and reports see why.
+            stop_clock(conn, lead_id)
+            values.update(sla_state="stopped", sla_due_at=None)
+        conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
+        append_events(conn, [new_event(lead_id, "lead.status_changed", now, actor, old=old, new=status, reason=reason)])
+        return {"id": lead_id, "status": status}

@@ -1,0 +1,190 @@
+"""Managers and teams: the people routing chooses from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.engine import Connection
+
+from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from leadflow.core.rules import Key, Manager, Team
+from leadflow.core.schedule import ScheduleError, parse_working_hours
+from leadflow.services.context import Leadflow
+from leadflow.store.db import READ_ONLY
+from leadflow.store.tables import leads, managers, teams
+
+_MANAGER_VIEW = select(managers, teams.c.key.label("team")).join(teams, teams.c.id == managers.c.team_id)
+
+
+class ManagerPatch(BaseModel):
+    """Fields a head of sales changes day to day; all optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    team: Key | None = None
+    email: str | None = None
+    telegram_chat_id: str | None = None
+    regions: list[str] | None = None
+    products: list[str] | None = None
+    languages: list[str] | None = None
+    capacity: int | None = Field(None, ge=0, le=100_000)
+    hours: dict[str, Any] | str | None = None
+    active: bool | None = None
+    absent: bool | None = None
+
+
+class TeamPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    timezone: str | None = None
+    head: Key | None = None
+    hours: dict[str, Any] | str | None = None
+
+
+def _team_id(conn: Connection, key: str) -> int:
+    found = conn.execute(select(teams.c.id).where(teams.c.key == key)).scalar()
+    if found is None:
+        raise InvalidInput.one("team", f"team '{key}' does not exist")
+    return int(found)
+
+
+def _check_hours(spec: Any, timezone: str) -> None:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput.one(
+            "timezone", f"unknown time zone '{timezone}' (use an IANA name like Europe/Kyiv)"
+        ) from None
+    try:
+        parse_working_hours(spec, timezone)
+    except (ScheduleError, ValueError) as exc:
+        raise InvalidInput.one("hours", str(exc)) from None
+
+
+def _no_nulls(changes: dict[str, Any], required: tuple[str, ...]) -> None:
+    """An explicit null for a field that must have a value is the caller's mistake, not a server error."""
+    problems = [FieldProblem(f, f"{f} cannot be empty: leave it out to keep the current value") for f in required
+                if f in changes and changes[f] is None]  # fmt: skip
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _manager(conn: Connection, key: str) -> dict[str, Any]:
+    row = conn.execute(_MANAGER_VIEW.where(managers.c.key == key)).mappings().first()
+    if row is None:
+        raise NotFound(f"manager '{key}' does not exist")
+    return dict(row)
+
+
+def list_managers(app: Leadflow, team: str | None = None) -> list[dict[str, Any]]:
+    query = _MANAGER_VIEW.order_by(managers.c.id)
+    if team:
+        query = query.where(teams.c.key == team)
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def get_manager(app: Leadflow, key: str) -> dict[str, Any]:
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        return _manager(conn, key)
+
+
+def create_manager(app: Leadflow, data: Manager, now: datetime) -> dict[str, Any]:
+    _check_hours(data.hours, app.rules.default_timezone)
+    with app.engine.begin() as conn:
+        if conn.execute(select(exists().where(managers.c.key == data.key))).scalar():
+            raise Conflict(f"manager '{data.key}' already exists")
+        values = data.model_dump(exclude={"team"})
+        values.update(team_id=_team_id(conn, data.team), open_leads=0, created_at=now, updated_at=now)
+        values.update(regions=list(data.regions), products=list(data.products), languages=list(data.languages))
+        conn.execute(managers.insert().values(**values))
+        return _manager(conn, data.key)
+
+
+def update_manager(app: Leadflow, key: str, patch: ManagerPatch, now: datetime) -> dict[str, Any]:
+    changes = patch.model_dump(exclude_unset=True)
+    _no_nulls(changes, ("name", "team", "capacity", "active", "absent", "regions", "products", "languages"))
+    if "hours" in changes:
+        _check_hours(changes["hours"], app.rules.default_timezone)
+    with app.engine.begin() as conn:
+        _manager(conn, key)
+        if "team" in changes:
+            changes["team_id"] = _team_id(conn, changes.pop("team"))
+        for field, fold in (("regions", str.upper), ("products", str.lower), ("languages", str.lower)):
+            if changes.get(field) is not None:
+                changes[field] = [fold(v) for v in changes[field]]
+        conn.execute(update(managers).where(managers.c.key == key).values(**changes, updated_at=now))
+        return _manager(conn, key)
+
+
+def delete_manager(app: Leadflow, key: str, now: datetime) -> dict[str, Any]:
+    """Remove a manager who never had a lead; one with history is deactivated instead, so reports stay whole."""
+    with app.engine.begin() as conn:
+        row = _manager(conn, key)
+        if conn.execute(select(exists().where(leads.c.manager_id == row["id"]))).scalar():
+            conn.execute(update(managers).where(managers.c.key == key).values(active=False, updated_at=now))
+            return {**_manager(conn, key), "deleted": False}
+        conn.execute(delete(managers).where(managers.c.key == key))
+        return {**row, "deleted": True}
+
+
+def list_teams(app: Leadflow) -> list[dict[str, Any]]:
+    size = select(func.count()).where(managers.c.team_id == teams.c.id).scalar_subquery()
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        return [dict(r) for r in conn.execute(select(teams, size.label("managers")).order_by(teams.c.id)).mappings()]
+
+
+def _team(conn: Connection, key: str) -> dict[str, Any]:
+    row = conn.execute(select(teams).where(teams.c.key == key)).mappings().first()
+    if row is None:
+        raise NotFound(f"team '{key}' does not exist")
+    return dict(row)
+
+
+def get_team(app: Leadflow, key: str) -> dict[str, Any]:
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        return _team(conn, key)
+
+
+def create_team(app: Leadflow, data: Team, now: datetime) -> dict[str, Any]:
+    _check_hours(data.hours, data.timezone or app.rules.default_timezone)
+    with app.engine.begin() as conn:
+        if conn.execute(select(exists().where(teams.c.key == data.key))).scalar():
+            raise Conflict(f"team '{data.key}' already exists")
+        conn.execute(
+            teams.insert().values(
+                key=data.key, name=data.name or data.key, timezone=data.timezone, head_key=data.head,
+                hours=data.hours, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        return _team(conn, data.key)
+
+
+def update_team(app: Leadflow, key: str, patch: TeamPatch, now: datetime) -> dict[str, Any]:
+    changes = patch.model_dump(exclude_unset=True)
+    _no_nulls(changes, ("name",))
+    if "head" in changes:
+        changes["head_key"] = changes.pop("head")
+    with app.engine.begin() as conn:
+        current = _team(conn, key)
+        if "hours" in changes or "timezone" in changes:
+            timezone = changes.get("timezone") or current["timezone"] or app.rules.default_timezone
+            _check_hours(changes.get("hours", current["hours"]), timezone)
+        conn.execute(update(teams).where(teams.c.key == key).values(**changes, updated_at=now))
+        # Managers' cached schedules depend on their team's hours and zone.
+        conn.execute(update(managers).where(managers.c.team_id == current["id"]).values(updated_at=now))
+        return _team(conn, key)
+
+
+def delete_team(app: Leadflow, key: str) -> None:
+    with app.engine.begin() as conn:
+        team = _team(conn, key)
+        if conn.execute(select(exists().where(managers.c.team_id == team["id"]))).scalar():
+            raise Conflict(f"team '{key}' still has managers: move or remove them first")
+        conn.execute(delete(teams).where(teams.c.key == key))
