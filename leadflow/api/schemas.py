@@ -1,0 +1,133 @@
+"""What the API answers with: the OpenAPI document at /docs is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ManagerRef(BaseModel):
+    key: str
+    name: str
+
+
+class IntakeOut(BaseModel):
+    id: int
+    created: bool
+    status: str
+    manager: ManagerRef | None
+    reason: str
+    url: str
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    actor: str | None
+    at: datetime
+    data: dict[str, Any]
+
+
+class AssignmentOut(BaseModel):
+    id: int
+    kind: str
+    manager: ManagerRef | None
+    rule_key: str | None
+    strategy: str | None
+    reason: str
+    candidates: list[dict[str, Any]]
+    at: datetime
+
+
+class LeadSummary(BaseModel):
+    id: int
+    status: str
+    channel: str
+    source: str | None
+    name: str | None
+    phone: str | None
+    phone_type: str | None
+    email: str | None
+    company: str | None
+    region: str | None
+    product: str | None
+    language: str | None
+    budget: Decimal | None
+    manager: ManagerRef | None
+    created_at: datetime
+    assigned_at: datetime | None
+    duplicate_reason: str | None
+    junk_reason: str | None
+    score: int | None
+    temperature: str | None
+    queue: str | None
+
+
+class LeadDetail(LeadSummary):
+    external_id: str | None
+    message: str | None
+    utm: dict[str, str]
+    raw: dict[str, Any]
+    contact_id: int | None
+    company_id: int | None
+    duplicate_of_id: int | None
+    first_contact_at: datetime | None
+    updated_at: datetime
+    rule_key: str | None
+    score_detail: list[dict[str, Any]] | None
+    department: str | None
+    win_probability: float | None
+    win_factors: list[dict[str, Any]] | None
+    processing_due_at: datetime | None
+    sla: dict[str, Any]
+    assignments: list[AssignmentOut]
+    events: list[EventOut]
+
+
+class LeadPage(BaseModel):
+    items: list[LeadSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class StatusChange(BaseModel):
+    status: str
+    reason: str | None = None
+    actor: str | None = None
+
+
+class ManagerOut(BaseModel):
+    id: int
+    key: str
+    name: str
+    team: str
+    email: str | None
+    telegram_chat_id: str | None
+    regions: list[str]
+    products: list[str]
+    languages: list[str]
+    capacity: int
+    open_leads: int
+    hours: dict[str, Any] | str | None
+    active: bool
+    absent: bool
+
+
+class TeamOut(BaseModel):
+    id: int
+    key: str
+    name: str
+    timezone: str | None
+    head_key: str | None
+    hours: dict[str, Any] | str | None
+    managers: int | None = None
+
+
+def manager_ref(row: dict[str, Any]) -> ManagerRef | None:
+    if row.get("manager_key") is None:
+        return None
+    return ManagerRef(key=row["manager_key"], name=row["manager_name"])

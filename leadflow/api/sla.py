@@ -1,0 +1,95 @@
+"""First contact and the SLA: record contacts, list breaches; the outbox and its dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
+
+from leadflow.api.deps import AppDep
+from leadflow.services.context import utcnow
+from leadflow.services.sla import record_contact
+from leadflow.store import outbox
+from leadflow.store.db import READ_ONLY
+from leadflow.store.tables import leads, managers
+
+router = APIRouter(prefix="/api/v1", tags=["sla"])
+
+
+class ContactIn(BaseModel):
+    manager: str = Field(..., description="Key of the manager who made the contact; must own the lead.")
+    kind: Literal["call", "message", "meeting"] = "call"
+    outcome: str = Field(
+        "connected", description="call: connected, no_answer, busy, wrong_number; message: sent; meeting: set"
+    )
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.post("/leads/{lead_id}/contact", summary="Record a contact; a real one stops the first-contact clock")
+def post_contact(lead_id: int, body: ContactIn, app: AppDep) -> dict[str, Any]:
+    return record_contact(app, lead_id, body.manager, body.kind, body.outcome, utcnow(), body.note)
+
+
+def sla_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    due = row.get("sla_due_at")
+    return {
+        "state": row.get("sla_state"),
+        "due_at": due,
+        "seconds_left": round((due - now).total_seconds(), 1) if due else None,
+        "hops": row.get("sla_hops", 0),
+        "first_contact_at": row.get("first_contact_at"),
+        "response_seconds": row.get("response_seconds"),
+        "response_band": row.get("response_band"),
+    }
+
+
+@router.get("/sla/breaches", summary="Leads past their deadline, and leads that reached the end of a chain")
+def breaches(app: AppDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    now = utcnow()
+    query = (
+        select(
+            leads.c.id,
+            leads.c.name,
+            leads.c.phone,
+            leads.c.status,
+            leads.c.sla_state,
+            leads.c.sla_due_at,
+            leads.c.sla_hops,
+            leads.c.created_at,
+            managers.c.key.label("manager"),
+        )
+        .outerjoin(managers, managers.c.id == leads.c.manager_id)
+        .where(
+            leads.c.first_contact_at.is_(None),
+            or_(leads.c.sla_state == "exhausted", (leads.c.sla_state == "running") & (leads.c.sla_due_at < now)),
+        )
+        .order_by(leads.c.created_at)
+        .limit(limit)
+    )
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    for r in rows:
+        r["kind"] = "chain_exhausted" if r["sla_state"] == "exhausted" else "overdue"
+        r["waiting_seconds"] = round((now - r["created_at"]).total_seconds())
+    return {"items": rows, "total": len(rows)}
+
+
+@router.get("/outbox", summary="Notifications: pending, sent, or dead (given up after retries)")
+def list_outbox(
+    app: AppDep,
+    status: Literal["pending", "sent", "dead"] | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> list[dict[str, Any]]:
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        return [asdict(m) for m in outbox.list_messages(conn, status, limit, offset)]
+
+
+@router.post("/outbox/{message_id}/retry", summary="Put a dead notification back in the queue")
+def retry(message_id: int, app: AppDep) -> dict[str, Any]:
+    with app.engine.begin() as conn:
+        return asdict(outbox.retry_dead(conn, message_id, utcnow()))

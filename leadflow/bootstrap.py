@@ -1,0 +1,33 @@
+"""Open a Leadflow from settings: read the rules, migrate the database, write the rules' people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leadflow.core.rules import RulesFile
+from leadflow.core.rules_text import RulesError, parse_rules
+from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.training import predictor
+from leadflow.settings import Settings
+from leadflow.store.db import make_engine, migrate
+from leadflow.store.team_state import apply_rules_people
+
+
+def read_rules(path: Path) -> RulesFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    return parse_rules(text, str(path))
+
+
+def open_app(settings: Settings, *, migrate_schema: bool = True) -> Leadflow:
+    rules = read_rules(settings.rules)
+    if migrate_schema:
+        migrate(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    with engine.begin() as conn:
+        apply_rules_people(conn, rules, utcnow())
+    return Leadflow(
+        engine=engine, rules=rules, notify=settings.notify, base_url=settings.public_url, predict=predictor(engine)
+    )

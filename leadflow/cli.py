@@ -1,0 +1,366 @@
+"""The `leadflow` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from leadflow.core.errors import InvalidInput
+from leadflow.core.rules_text import RulesError
+from leadflow.settings import Settings, get_settings
+
+app = typer.Typer(help="leadflow: every lead collected, cleaned, routed and called back.", no_args_is_help=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+RulesOption = Annotated[Path | None, typer.Option("--rules", "-r", help="Rules file (default: LEADFLOW_RULES).")]
+DbOption = Annotated[
+    str | None, typer.Option("--database", "-d", help="Database URL (default: LEADFLOW_DATABASE_URL).")
+]
+
+
+def _settings(rules: Path | None = None, database: str | None = None) -> Settings:
+    settings = get_settings()
+    changes: dict[str, object] = {}
+    if rules is not None:
+        changes["rules"] = rules
+    if database is not None:
+        changes["database_url"] = database
+    return settings.model_copy(update=changes) if changes else settings
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command("check-rules")
+def check_rules(file: Path) -> None:
+    """Validate a rules file; every problem names its line and field."""
+    from leadflow.bootstrap import read_rules
+
+    try:
+        rules = read_rules(file)
+    except RulesError as exc:
+        err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]")
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+        raise typer.Exit(code=1) from None
+    console.print(
+        f"[green]{file}: ok[/] — {len(rules.teams)} team(s), {len(rules.managers)} manager(s), "
+        f"{len(rules.routing.rules)} routing rule(s){', a fallback' if rules.routing.fallback else ', no fallback'}"
+    )
+
+
+@app.command("init-db")
+def init_db(rules: RulesOption = None, database: DbOption = None) -> None:
+    """Create or upgrade the database schema and write the rules file's teams and managers."""
+    from leadflow.bootstrap import open_app
+
+    settings = _settings(rules, database)
+    try:
+        lf = open_app(settings)
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]database ready[/]: {lf.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command("serve")
+def serve(
+    rules: RulesOption = None,
+    database: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    worker: Annotated[
+        bool, typer.Option(help="Also run the worker (deadlines, notifications) in this process.")
+    ] = True,
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs) and, by default, the worker, on the configured database."""
+    import uvicorn
+
+    from leadflow.api.app import create_api
+    from leadflow.bootstrap import open_app
+
+    settings = _settings(rules, database)
+    if host or port:
+        settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    try:
+        lf = open_app(settings)
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
+    console.print(f"  API:  {url}/api/v1/leads    docs: {url}/docs")
+    if worker:
+        from leadflow.worker import Worker
+
+        Worker(lf, poll_seconds=settings.worker_poll_seconds).start()
+        console.print("  worker: first-contact deadlines and notifications run in this process")
+    uvicorn.run(create_api(lf, settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command("worker")
+def run_worker(
+    rules: RulesOption = None,
+    database: DbOption = None,
+    drain: Annotated[bool, typer.Option(help="Escalate what is due now, then exit.")] = False,
+    batch: Annotated[int, typer.Option(help="Deadlines claimed per transaction.")] = 100,
+) -> None:
+    """Act on passed first-contact deadlines and deliver notifications (several may run on PostgreSQL)."""
+    import logging
+    import signal
+
+    from leadflow.bootstrap import open_app
+    from leadflow.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = _settings(rules, database)
+    try:
+        lf = open_app(settings)
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    w = Worker(lf, poll_seconds=settings.worker_poll_seconds, batch=batch)
+    if drain:
+        console.print(f"escalated {w.drain()} lead(s)")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
+    threads = w.start()
+    console.print(f"[green]worker running[/] on {lf.engine.dialect.name}; Ctrl-C stops it")
+    try:
+        while any(t.is_alive() for t in threads):
+            threads[0].join(timeout=0.5)
+    except KeyboardInterrupt:
+        w.stop.set()
+
+
+@app.command("assign")
+def assign(
+    unassigned: Annotated[
+        bool, typer.Option("--unassigned", help="Route every lead waiting in the unassigned queue.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned distribution; write nothing.")] = False,
+    chunk: Annotated[int, typer.Option(help="Leads per transaction.")] = 500,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N leads of the queue (highest budgets first).")
+    ] = None,
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Route the unassigned backlog: highest budgets first, fair across managers, within their caps."""
+    from leadflow.bootstrap import open_app
+    from leadflow.services.batch import assign_backlog, count_backlog
+    from leadflow.services.context import utcnow
+
+    if not unassigned:
+        raise _fail("say which leads to route: --unassigned routes the whole unassigned queue")
+    try:
+        lf = open_app(_settings(rules, database))
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    total = count_backlog(lf)
+    total = min(total, limit) if limit is not None else total
+    label = "planning" if dry_run else "assigning"
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        try:
+            report = assign_backlog(lf, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit,
+                                    progress=lambda n: bar.advance(task, n))  # fmt: skip
+        except InvalidInput as exc:
+            raise _fail(str(exc)) from None
+    console.print(report.table())
+    if report.unassigned:
+        console.print(report.reasons_table())
+    verb = "would assign" if dry_run else "assigned"
+    note = " (dry run: nothing was written)" if dry_run else ""
+    console.print(f"[green]{verb} {report.assigned}[/], {report.left_unassigned} left in the queue, "
+                  f"{report.chunks} chunk(s), {report.elapsed:.2f} s{note}")  # fmt: skip
+
+
+@app.command("train-scoring")
+def train_scoring(
+    csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="Train from a CSV of past leads (lead columns + outcome won/lost), not the database."
+        ),
+    ] = None,
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Train the win-probability model on closed leads, check it on a held-out quarter, and make it active."""
+    from leadflow.bootstrap import open_app
+    from leadflow.core.errors import LeadflowError
+    from leadflow.services.context import utcnow
+    from leadflow.services.training import train_and_store
+
+    if csv is not None and not csv.exists():
+        raise _fail(f"{csv} does not exist")
+    try:
+        lf = open_app(_settings(rules, database))
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        report = train_and_store(lf.engine, lf.rules, utcnow(), csv_path=csv)
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            err.print(f"  {problem.reason} (field: {problem.field})", markup=False)
+        raise _fail(f"{csv}: {len(exc.problems)} bad row(s); nothing was trained") from None
+    except LeadflowError as exc:
+        raise _fail(str(exc)) from None
+    console.print(report.summary(), markup=False, highlight=False)
+
+
+@app.command("route")
+def route_lead(
+    file: Annotated[Path, typer.Argument(help="A JSON file with one lead, as it would be posted.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Decide and explain; store nothing (the only mode).")
+    ] = True,
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Show what the rules would do with a lead right now: its score, the rules, every candidate, the pick."""
+    from pydantic import ValidationError
+
+    from leadflow.bootstrap import open_app
+    from leadflow.core.lead import LeadIn
+    from leadflow.services.context import utcnow
+    from leadflow.services.explain import dry_run as explain_dry_run
+
+    try:
+        lead = LeadIn.model_validate_json(file.read_bytes())
+        result = explain_dry_run(open_app(_settings(rules, database)), lead, utcnow())
+    except (ValidationError, InvalidInput, RulesError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    q = result["qualification"]
+    if q["score"] is not None or q["temperature"]:
+        console.print(f"[bold]qualification[/]: {q['reason']}")
+    table = Table("rule", "matched", "outcome", title="rules, in priority order")
+    for r in result["rules"]:
+        table.add_row(
+            r["key"], "yes" if r["matched"] else "no", r["outcome"] or ("not reached" if r["matched"] else "")
+        )
+    console.print(table)
+    candidates = Table("manager", "eligible", "why not", "load", "rank inputs", title="candidates")
+    for c in result["candidates"]:
+        inputs = ", ".join(f"{k}={v}" for k, v in c["inputs"].items())
+        candidates.add_row(
+            c["name"], "yes" if c["eligible"] else "no", c["why"], f"{c['load']}/{c['capacity']}", inputs
+        )
+    console.print(candidates)
+    picked = result["picked"] or "[yellow]nobody: the unassigned queue[/]"
+    console.print(f"[bold green]pick[/]: {picked}\n[bold]reason[/]: {result['reason']}")
+
+
+@app.command("demo")
+def demo(
+    database: DbOption = None,
+    port: Annotated[int, typer.Option(help="Port of the demo's API.")] = 8000,
+    deadline: Annotated[str, typer.Option(help="First-contact deadline, like 20s or 1m.")] = "20s",
+    pace: Annotated[float, typer.Option(help="Seconds between two new leads.")] = 4.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
+    live: Annotated[bool, typer.Option(help="Live table; --no-live prints plain lines.")] = True,
+) -> None:
+    """Watch speed-to-lead work: leads arrive, simulated managers call some and miss others, leads move on."""
+    import tempfile
+
+    from leadflow.demo import DemoError, run_demo
+
+    url = database or f"sqlite:///{Path(tempfile.mkdtemp(prefix='leadflow-demo-')) / 'demo.db'}"
+    try:
+        run_demo(url, port=port, deadline=deadline, pace_seconds=pace, duration_seconds=duration, console=console,
+                 live=live)  # fmt: skip
+    except DemoError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("contact")
+def contact(
+    lead_id: int,
+    manager: Annotated[str, typer.Option(help="Key of the manager who made the contact (the owner).")],
+    kind: Annotated[str, typer.Option(help="call, message or meeting")] = "call",
+    outcome: Annotated[str, typer.Option(help="connected, no_answer, busy, wrong_number, sent, set")] = "connected",
+    note: Annotated[str | None, typer.Option(help="A few words for the history.")] = None,
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Record a contact with a lead; a connected call, a sent message or a set meeting stops its SLA clock."""
+    from leadflow.bootstrap import open_app
+    from leadflow.core.errors import LeadflowError
+    from leadflow.services.context import utcnow
+    from leadflow.services.sla import record_contact
+
+    try:
+        result = record_contact(open_app(_settings(rules, database)), lead_id, manager, kind, outcome, utcnow(), note)
+    except LeadflowError as exc:
+        raise _fail(str(exc)) from None
+    console.print_json(json.dumps(result))
+
+
+@app.command("import")
+def import_leads(
+    file: Path,
+    channel: Annotated[str, typer.Option(help="Channel recorded for these leads.")] = "import",
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Import leads from a CSV file (header row; columns named like the API's fields; others kept as extra)."""
+    from leadflow.bootstrap import open_app
+    from leadflow.services.context import utcnow
+    from leadflow.services.importing import count_rows, import_csv
+
+    if not file.exists():
+        raise _fail(f"{file} does not exist")
+    try:
+        lf = open_app(_settings(rules, database))
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    total = count_rows(file)
+    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("import", total=total)
+        report = import_csv(lf, file, utcnow, channel=channel, progress=lambda: bar.advance(task))
+    console.print(
+        f"[green]{report.created} new[/], {report.repeated} already here, {report.junk} junk, "
+        f"{report.unassigned} unassigned, [red]{len(report.rejected)} rejected[/]"
+    )
+    if report.rejected:
+        table = Table("line", "reason", title="rejected rows")
+        for line, reason in report.rejected[:50]:
+            table.add_row(str(line), reason)
+        err.print(table)
+        raise typer.Exit(code=2)
+
+
+@app.command("post")
+def post_lead(
+    file: Annotated[Path, typer.Argument(help="A JSON file with one lead.")],
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Take in one lead from a JSON file, as the API would, and print the decision."""
+    from pydantic import ValidationError
+
+    from leadflow.bootstrap import open_app
+    from leadflow.core.lead import LeadIn
+    from leadflow.services.context import utcnow
+    from leadflow.services.intake import take_lead
+
+    try:
+        lead = LeadIn.model_validate_json(file.read_bytes())
+        result = take_lead(open_app(_settings(rules, database)), lead, utcnow())
+    except (ValidationError, InvalidInput, RulesError) as exc:
+        raise _fail(str(exc)) from None
+    console.print_json(json.dumps({"id": result.lead_id, "created": result.created, "status": result.status,
+                                   "manager": result.manager_key, "reason": result.reason}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    app()

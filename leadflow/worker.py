@@ -1,0 +1,95 @@
+"""The worker: acts on passed first-contact deadlines and delivers the outbox. Every bit of state is in the database.
+
+On SQLite one worker runs (inside `leadflow serve` by default). On PostgreSQL any number run on any hosts: each
+claims its deadlines with SKIP LOCKED, so each escalation happens exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from leadflow.channels.senders import Sender, senders_from_config
+from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.delivery import deliver_due
+from leadflow.services.sla import escalate_due, next_due_at
+
+log = logging.getLogger("leadflow.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Leadflow,
+        *,
+        poll_seconds: float = 0.25,
+        batch: int = 100,
+        senders: Mapping[str, Sender] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.app = app
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.senders = senders if senders is not None else senders_from_config(app.notify)
+        self.clock = clock
+        self.stop = threading.Event()
+        self.escalated = 0
+
+    def drain(self, attempts: int = 5) -> int:
+        """Escalate everything due now; returns how many leads moved. A failed round is retried."""
+        total = 0
+        failures = 0
+        while True:
+            try:
+                moved = escalate_due(self.app, self.clock(), self.batch)
+            except Exception:
+                failures += 1
+                if failures >= attempts:
+                    raise
+                log.exception("escalation round failed; retrying")
+                self.stop.wait(0.2)
+                continue
+            total += moved
+            if moved == 0:
+                return total
+
+    def run_escalations(self) -> None:
+        """Until stopped: act on due deadlines, then sleep until the next one (never longer than the poll)."""
+        while not self.stop.is_set():
+            try:
+                moved = escalate_due(self.app, self.clock(), self.batch)
+                self.escalated += moved
+                if moved:
+                    continue  # more may be due; the burst is cleared before sleeping
+                upcoming = next_due_at(self.app)
+            except Exception:  # the database may be restarting: say so, wait, try again
+                log.exception("escalation round failed; retrying in 1 s")
+                self.stop.wait(1.0)
+                continue
+            wait = self.poll_seconds
+            if upcoming is not None:
+                wait = min(wait, max((upcoming - self.clock()).total_seconds(), 0.0))
+            self.stop.wait(wait)
+
+    def run_deliveries(self) -> None:
+        while not self.stop.is_set():
+            try:
+                report = deliver_due(self.app.engine, self.senders, self.app.notify, self.clock())
+            except Exception:
+                log.exception("delivery round failed; retrying in 1 s")
+                self.stop.wait(1.0)
+                continue
+            if not report.handled:
+                self.stop.wait(self.poll_seconds * 2)
+
+    def start(self) -> list[threading.Thread]:
+        """Run both loops in daemon threads (used by `leadflow serve` and the tests)."""
+        threads = [
+            threading.Thread(target=self.run_escalations, name="leadflow-escalations", daemon=True),
+            threading.Thread(target=self.run_deliveries, name="leadflow-deliveries", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        return threads
