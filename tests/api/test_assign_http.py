@@ -1,0 +1,37 @@
+"""The unassigned backlog routed in one run over HTTP: a dry run first, then the real thing."""
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from leadflow.services.context import Leadflow
+from tests.support import THREE_MANAGERS, live_server
+
+
+@pytest.fixture
+def api(make_app: Callable[[str], Leadflow]) -> Iterator[httpx.Client]:
+    with live_server(make_app(THREE_MANAGERS)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+def test_backlog_is_planned_then_assigned_evenly(api: httpx.Client) -> None:
+    for key in ("anna", "bohdan", "chrystia"):
+        assert api.patch(f"/api/v1/managers/{key}", json={"active": False}).status_code == 200
+    for i in range(30):
+        lead = api.post("/api/v1/leads", json={"phone": f"+38067{i:07d}", "budget": 1000 + i}).json()
+        assert lead["status"] == "new" and lead["manager"] is None
+    for key in ("anna", "bohdan", "chrystia"):
+        api.patch(f"/api/v1/managers/{key}", json={"active": True})
+
+    plan = api.post("/api/v1/assign/unassigned", params={"dry_run": "true"}).json()
+    assert plan["dry_run"] is True and plan["assigned"] == 30
+    assert api.get("/api/v1/leads", params={"manager": "none"}).json()["total"] == 30  # nothing written
+
+    done = api.post("/api/v1/assign/unassigned").json()
+    assert done["assigned"] == 30 and done["left_unassigned"] == 0
+    assert sorted(m["leads"] for m in done["per_manager"]) == [10, 10, 10]
+    assert {m["key"]: m["leads"] for m in done["per_manager"]} == {m["key"]: m["leads"] for m in plan["per_manager"]}
+    assert api.get("/api/v1/leads", params={"manager": "none"}).json()["total"] == 0
+    assert api.post("/api/v1/assign/unassigned").json()["assigned"] == 0
+    assert api.post("/api/v1/assign/unassigned", params={"chunk": 0}).status_code == 422

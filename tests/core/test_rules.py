@@ -1,0 +1,69 @@
+import pytest
+
+from leadflow.core.rules_text import RulesError, parse_rules
+from leadflow.settings import EXAMPLE_RULES
+
+
+def test_the_shipped_example_is_valid() -> None:
+    rules = parse_rules(EXAMPLE_RULES.read_text(), "example")
+    assert {m.key for m in rules.managers} >= {"olena", "taras", "andrii"}
+    assert rules.open_statuses == {"new", "assigned", "contacted", "qualified"}
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(RulesError) as exc:
+        parse_rules(text, "rules.yaml")
+    return exc.value.problems
+
+
+def test_errors_name_the_line_and_the_field() -> None:
+    text = """teams:
+  - key: sales
+managers:
+  - key: anna
+    name: Anna
+    team: sales
+    capacity: lots
+"""
+    assert problems(text) == [
+        "line 7: managers.0.capacity: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_unknown_keys_are_refused() -> None:
+    (problem,) = problems("teams:\n  - key: sales\n    colour: red\n")
+    assert problem.startswith("line 3: teams.0.colour: Extra inputs are not permitted")
+
+
+def test_references_must_exist() -> None:
+    text = "teams: [{key: sales}]\nmanagers: [{key: anna, name: Anna, team: nowhere}]\n"
+    assert "manager 'anna' is in team 'nowhere', which is not declared under teams" in problems(text)[0]
+    text = "teams: [{key: sales}]\nrouting: {rules: [{key: r, team: sales, managers: [ghost]}]}\n"
+    assert "rule 'r' names manager 'ghost', who is not declared" in problems(text)[0]
+
+
+def test_conditions_on_unknown_fields_are_refused() -> None:
+    text = "teams: [{key: s}]\nrouting:\n  rules:\n    - key: r\n      team: s\n      when: {prodcut: credit}\n"
+    (problem,) = problems(text)
+    assert problem.startswith("line 6: routing.rules.0.when: unknown lead field 'prodcut'")
+
+
+def test_bad_working_hours_fail_at_load_time() -> None:
+    text = "teams: [{key: s}]\nmanagers: [{key: a, name: A, team: s, hours: {mnday: '09:00-18:00'}}]\n"
+    assert "mnday" in problems(text)[0]
+
+
+def test_yaml_syntax_errors_have_a_line() -> None:
+    assert problems("teams:\n  - key: [unclosed\n")[0].startswith("line 3: not valid YAML")
+
+
+def test_funnel_needs_the_system_statuses() -> None:
+    assert (
+        "funnel must have the statuses junk" in problems("funnel: [{key: new}, {key: assigned}, {key: contacted}]")[0]
+    )
+
+
+def test_broken_message_templates_fail_at_load_time() -> None:
+    text = 'templates:\n  lead.escalated:\n    uk: "Лід {{ lead.id "\n'
+    (problem,) = problems(text)
+    assert problem.startswith("line 2: templates:") and "lead.escalated" in problem
