@@ -41,6 +41,7 @@ from leadflow.services.sla import (
     write_timer,
 )
 from leadflow.store.events import append_events, new_event, record_assignment
+from leadflow.store.fast import Fast
 from leadflow.store.lead_rows import lead_row_to_clean
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import leads, managers, teams
@@ -82,20 +83,22 @@ def take_lead(
         return existing
 
 
-_INSERT_LEAD = leads.insert().returning(leads.c.id)
+_INSERT_LEAD = Fast(leads.insert().returning(leads.c.id))
 _DELIVERY = select(leads.c.id, leads.c.status, leads.c.manager_id, managers.c.key, managers.c.name).outerjoin(
     managers, managers.c.id == leads.c.manager_id
 )
 # Two statements rather than one OR: each uses its own unique index.
-_BY_KEY = _DELIVERY.where(leads.c.idempotency_key == bindparam("key"))
-_BY_EXTERNAL = _DELIVERY.where(leads.c.channel == bindparam("channel"), leads.c.external_id == bindparam("external"))
+_BY_KEY = Fast(_DELIVERY.where(leads.c.idempotency_key == bindparam("key")))
+_BY_EXTERNAL = Fast(
+    _DELIVERY.where(leads.c.channel == bindparam("channel"), leads.c.external_id == bindparam("external"))
+)
 
 
 def _find_delivery(conn: Connection, clean: CleanLead, idempotency_key: str | None) -> Intake | None:
     """The lead already taken for this delivery: by its idempotency key, or by the channel's own id for it."""
-    row = conn.execute(_BY_KEY, {"key": idempotency_key}).first() if idempotency_key else None
+    row = _BY_KEY.first(conn, {"key": idempotency_key}) if idempotency_key else None
     if row is None and clean.external_id:
-        row = conn.execute(_BY_EXTERNAL, {"channel": clean.channel, "external": clean.external_id}).first()
+        row = _BY_EXTERNAL.first(conn, {"channel": clean.channel, "external": clean.external_id})
     if row is None:
         return None
     return Intake(row[0], False, row[1], row[2], row[3], row[4], "already received: this is the first delivery")
@@ -139,8 +142,8 @@ def _take(
     status = "junk" if junk else "assigned" if decision and decision.assigned else "new"
     clock = plan_clock(rules, clean, decision, owner, now) if decision and owner else None
     match = duplicate.match if duplicate else None
-    lead_id = conn.execute(
-        _INSERT_LEAD,
+    lead_id = _INSERT_LEAD.scalar(
+        conn,
         {
             "channel": clean.channel, "source": clean.source, "external_id": clean.external_id,
             "idempotency_key": idem, "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
@@ -166,7 +169,7 @@ def _take(
             "queue": "desk" if desk else None,
             **clock_columns(clock, decision.rule_key if decision else None),
         },
-    ).scalar_one()  # fmt: skip
+    )  # fmt: skip
 
     history = [new_event(lead_id, "lead.received", now, channel=clean.channel, source=clean.source)]
     if qualification.score is not None or qualification.temperature is not None:

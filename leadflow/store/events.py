@@ -8,11 +8,14 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from leadflow.core.routing import Decision
+from leadflow.store.fast import Fast
 from leadflow.store.tables import assignments, events
 
 # Statements built once: a construct made per call pays for its cache key on every lead.
 INSERT_EVENT = events.insert()
 INSERT_ASSIGNMENT = assignments.insert()
+_INSERT_EVENT = Fast(INSERT_EVENT)
+_INSERT_ASSIGNMENT = Fast(INSERT_ASSIGNMENT)
 
 
 def new_event(lead_id: int, type_: str, at: datetime, actor: str | None = None, **data: Any) -> dict[str, Any]:
@@ -20,8 +23,7 @@ def new_event(lead_id: int, type_: str, at: datetime, actor: str | None = None, 
 
 
 def append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(INSERT_EVENT, rows)
+    _INSERT_EVENT.run_many(conn, rows)
 
 
 def assignment_row(lead_id: int, decision: Decision, kind: str, at: datetime) -> dict[str, Any]:
@@ -51,4 +53,4 @@ def assignment_row(lead_id: int, decision: Decision, kind: str, at: datetime) ->
 
 
 def record_assignment(conn: Connection, lead_id: int, decision: Decision, kind: str, at: datetime) -> None:
-    conn.execute(INSERT_ASSIGNMENT, assignment_row(lead_id, decision, kind, at))
+    _INSERT_ASSIGNMENT.run(conn, assignment_row(lead_id, decision, kind, at))

@@ -6,12 +6,13 @@ from collections.abc import Collection
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import Select, bindparam, literal, select, union_all
+from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from leadflow.core.cleaning import company_block
 from leadflow.core.dedupe import Match
 from leadflow.core.lead import CleanLead
+from leadflow.store.fast import Fast, FastIn
 from leadflow.store.tables import companies, contacts, leads, managers
 
 _PER_KEY = 5  # a handful of matches is enough to choose an owner
@@ -32,7 +33,7 @@ def _contacts_by(column: str) -> Select[Any]:
     )  # fmt: skip
 
 
-def _leads_by(column: str) -> Select[Any]:
+def _leads_by(column: str, open_statuses: list[BindParameter[Any]]) -> Select[Any]:
     col = leads.c[column]
     return (
         select(
@@ -41,7 +42,7 @@ def _leads_by(column: str) -> Select[Any]:
             leads.c.company_id,
         )
         .outerjoin(managers, managers.c.id == leads.c.manager_id)
-        .where(col == bindparam(column), leads.c.status.in_(bindparam("open", expanding=True)))
+        .where(col == bindparam(column), leads.c.status.in_(open_statuses))
         .order_by(leads.c.id.desc())
         .limit(_PER_KEY)
     )  # fmt: skip
@@ -52,14 +53,18 @@ def _subquery(stmt: Select[Any]) -> Select[Any]:
     return select(stmt.subquery())
 
 
-_BY_PHONE = [_subquery(_contacts_by("phone")), _subquery(_leads_by("phone"))]
-_BY_EMAIL = [_subquery(_contacts_by("email")), _subquery(_leads_by("email"))]
-_QUERIES = {
-    (True, False): union_all(*_BY_PHONE),
-    (False, True): union_all(*_BY_EMAIL),
-    (True, True): union_all(*_BY_PHONE, *_BY_EMAIL),
-}
-_COMPANIES = (
+def _by(columns: tuple[str, ...]) -> FastIn:
+    """Contacts, then open leads, with the lead's phone and/or e-mail (one statement per number of open statuses)."""
+
+    def make(open_statuses: list[BindParameter[Any]]) -> CompoundSelect[Any]:
+        parts = [_subquery(q(c)) for c in columns for q in (_contacts_by, lambda c: _leads_by(c, open_statuses))]
+        return union_all(*parts)
+
+    return FastIn("open", make)
+
+
+_QUERIES = {(True, False): _by(("phone",)), (False, True): _by(("email",)), (True, True): _by(("phone", "email"))}
+_COMPANIES = Fast(
     select(companies.c.id, companies.c.name, companies.c.name_key, companies.c.owner_id, managers.c.name)
     .outerjoin(managers, managers.c.id == companies.c.owner_id)
     .where(companies.c.block_key == bindparam("block"))
@@ -70,16 +75,16 @@ def find_matches(conn: Connection, lead: CleanLead, open_statuses: Collection[st
     found: list[Match] = []
     query = _QUERIES.get((lead.phone is not None, lead.email is not None))
     if query is not None:
-        params: dict[str, object] = {"open": list(open_statuses)}
+        params: dict[str, object] = {}
         if lead.phone:
             params["phone"] = lead.phone
         if lead.email:
             params["email"] = lead.email
-        for row in conn.execute(query, params):
+        for row in query.all(conn, list(open_statuses), params):
             found.append(Match(row.kind, row.id, row.by, row.value, row.owner_id, row.owner_name,
                                row.contact_id, row.company_id))  # fmt: skip
     if lead.company_key:
-        rows = conn.execute(_COMPANIES, {"block": company_block(lead.company_key)}).all()
+        rows = _COMPANIES.all(conn, {"block": company_block(lead.company_key)})
         if rows:
             best = process.extractOne(
                 lead.company_key,

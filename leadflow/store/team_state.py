@@ -8,19 +8,21 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Numeric, bindparam, func, select, update
+from sqlalchemy import JSON, Numeric, String, bindparam, func, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.routing import ManagerState, TeamState
 from leadflow.core.rules import RulesFile
 from leadflow.core.schedule import parse_working_hours
+from leadflow.store.fast import Fast, FastIn
 from leadflow.store.tables import managers, rr_pointers, teams
 
 # What changes with every lead (load, results) is read each time; who the manager is (skills, schedule) is cached by
 # (id, updated_at) — every edit of a manager or their team moves updated_at, so a stale entry is never used.
 _DYNAMIC = (
-    managers.c.id, managers.c.updated_at, managers.c.capacity, managers.c.open_leads, managers.c.active,
+    # updated_at only tells cached descriptions apart: read as the database gives it, not parsed to a datetime.
+    managers.c.id, type_coerce(managers.c.updated_at, String).label("updated_at"), managers.c.capacity, managers.c.open_leads, managers.c.active,
     managers.c.absent, managers.c.open_value, managers.c.open_deals, managers.c.closed_leads, managers.c.won_leads,
     managers.c.first_contacts, managers.c.fast_contacts,
 )  # fmt: skip
@@ -30,19 +32,18 @@ _STATIC = (
     managers.c.tier, managers.c.role, teams.c.key.label("team"), teams.c.timezone.label("team_tz"),
     teams.c.hours.label("team_hours"),
 )  # fmt: skip
-_BY_TEAMS = (
-    select(*_DYNAMIC)
-    .join(teams, teams.c.id == managers.c.team_id)
-    .where(teams.c.key.in_(bindparam("teams", expanding=True)))
-    .order_by(managers.c.id)
-)
+_BY_TEAMS = FastIn(
+    "team",
+    lambda keys: select(*_DYNAMIC).join(teams, teams.c.id == managers.c.team_id).where(teams.c.key.in_(keys))
+    .order_by(managers.c.id),
+)  # fmt: skip
 _STATIC_BY_IDS = (
     select(managers.c.id, *_STATIC)
     .join(teams, teams.c.id == managers.c.team_id)
     .where(managers.c.id.in_(bindparam("ids", expanding=True)))
 )
-_BY_ID = select(*_DYNAMIC).where(managers.c.id == bindparam("id"))
-_POINTERS = select(rr_pointers).where(rr_pointers.c.rule_key.in_(bindparam("keys", expanding=True)))
+_BY_ID = Fast(select(*_DYNAMIC).where(managers.c.id == bindparam("id")))
+_POINTERS = FastIn("rule", lambda keys: select(rr_pointers).where(rr_pointers.c.rule_key.in_(keys)))
 _LOCK_TEAMS = (
     select(teams.c.id)
     .where(teams.c.key.in_(bindparam("teams", expanding=True)))
@@ -50,7 +51,11 @@ _LOCK_TEAMS = (
     .with_for_update()
 )
 
-_static_cache: dict[tuple[int, datetime], ManagerState] = {}
+_static_cache: dict[tuple[int, Any], ManagerState] = {}
+# Whole states by their row of live figures: between two leads only the last owner's figures change, so the
+# other managers' states are reused as they are instead of being rebuilt.
+_live_cache: dict[tuple[Any, ...], ManagerState] = {}
+_CACHE_LIMIT = 50_000
 
 
 def _static(row: RowMapping, default_tz: str) -> ManagerState:
@@ -78,30 +83,35 @@ def _static(row: RowMapping, default_tz: str) -> ManagerState:
 
 def _states(conn: Connection, rows: Sequence[Any], default_tz: str) -> list[ManagerState]:
     """Join each row of live figures to the cached description of its manager, loading what is missing at once."""
+    states = [_live_cache.get(r) for r in rows]
+    if None not in states:
+        return states  # type: ignore[return-value]
     missing = [r.id for r in rows if (r.id, r.updated_at) not in _static_cache]
     if missing:
-        if len(_static_cache) > 50_000:
+        if len(_static_cache) > _CACHE_LIMIT:
             _static_cache.clear()
         fresh = {r["id"]: r for r in conn.execute(_STATIC_BY_IDS, {"ids": missing}).mappings()}
         for r in rows:
             if r.id in fresh:
                 _static_cache[(r.id, r.updated_at)] = _static(fresh[r.id], default_tz)
-    return [
-        replace(
-            _static_cache[(r.id, r.updated_at)],
-            capacity=r.capacity,
-            open_leads=r.open_leads,
-            active=r.active,
-            absent=r.absent,
-            open_value=r.open_value,
-            open_deals=r.open_deals,
-            closed_leads=r.closed_leads,
-            won_leads=r.won_leads,
-            first_contacts=r.first_contacts,
-            fast_contacts=r.fast_contacts,
-        )
-        for r in rows
-    ]
+    if len(_live_cache) > _CACHE_LIMIT:
+        _live_cache.clear()
+    for i, r in enumerate(rows):
+        if states[i] is None:
+            states[i] = _live_cache[r] = replace(
+                _static_cache[(r.id, r.updated_at)],
+                capacity=r.capacity,
+                open_leads=r.open_leads,
+                active=r.active,
+                absent=r.absent,
+                open_value=r.open_value,
+                open_deals=r.open_deals,
+                closed_leads=r.closed_leads,
+                won_leads=r.won_leads,
+                first_contacts=r.first_contacts,
+                fast_contacts=r.fast_contacts,
+            )
+    return states  # type: ignore[return-value]
 
 
 def lock_teams(conn: Connection, team_keys: list[str]) -> None:
@@ -113,10 +123,10 @@ def lock_teams(conn: Connection, team_keys: list[str]) -> None:
 def load_team_state(conn: Connection, team_keys: list[str], rule_keys: Iterable[str], default_tz: str) -> TeamState:
     people: dict[str, ManagerState] = {}
     if team_keys:
-        for m in _states(conn, conn.execute(_BY_TEAMS, {"teams": team_keys}).all(), default_tz):
+        for m in _states(conn, _BY_TEAMS.all(conn, team_keys), default_tz):
             people[m.key] = m
     keys = list(rule_keys)
-    rows = conn.execute(_POINTERS, {"keys": keys}).all() if keys else []
+    rows = _POINTERS.all(conn, keys) if keys else []
     return TeamState(
         managers=people,
         rr_pointers={r.rule_key: r.last_manager_key for r in rows},
@@ -125,7 +135,7 @@ def load_team_state(conn: Connection, team_keys: list[str], rule_keys: Iterable[
 
 
 def load_manager(conn: Connection, manager_id: int, default_tz: str) -> ManagerState | None:
-    row = conn.execute(_BY_ID, {"id": manager_id}).first()
+    row = _BY_ID.first(conn, {"id": manager_id})
     return _states(conn, [row], default_tz)[0] if row else None
 
 
@@ -140,7 +150,7 @@ def _upsert_pointer(dialect: Any, with_state: bool) -> Any:
 
 
 # Built once: constructing an upsert per lead costs more than running it.
-_UPSERTS = {(name, with_state): _upsert_pointer(dialect, with_state)
+_UPSERTS = {(name, with_state): Fast(_upsert_pointer(dialect, with_state))
             for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite)) for with_state in (False, True)}  # fmt: skip
 
 
@@ -148,7 +158,7 @@ def save_pointer(conn: Connection, rule_key: str, manager_key: str, credits: Map
     """Remember who got the last lead of this rule (and the weighted strategies' credits)."""
     stmt = _UPSERTS[(conn.dialect.name, credits is not None)]
     state = {"credits": dict(credits)} if credits is not None else None
-    conn.execute(stmt, {"rule_key": rule_key, "manager": manager_key, "state": state})
+    stmt.run(conn, {"rule_key": rule_key, "manager": manager_key, "state": state})
 
 
 # Public: batch routing sends it once per chunk for every manager with that manager's summed deltas.
@@ -173,9 +183,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+_ADD_LOAD = Fast(ADD_LOAD)
+
+
 def add_load(conn: Connection, manager_id: int, delta: int, value: Decimal | None = None) -> None:
     """Count a lead in (+1) or out (-1) of a manager's open work, with its value for value-weighted load."""
-    conn.execute(ADD_LOAD, {"manager_id": manager_id, "delta": delta, "value": (value or Decimal(0)) * delta})
+    _ADD_LOAD.run(conn, {"manager_id": manager_id, "delta": delta, "value": (value or Decimal(0)) * delta})
 
 
 def add_deals(conn: Connection, manager_id: int, delta: int) -> None:
