@@ -307,7 +307,8 @@ def test_post_prints_the_decision_as_json(cli: Cli) -> None:
         "manager": "anna",
         "reason": "rule 'all' matched any lead; round robin among 3 eligible",
     }
-    assert cli.query("select phone, utm, manager_id from leads") == [("+380677654321", '{"utm_source": "google"}', 1)]
+    [(phone, utm, manager_id)] = cli.query("select phone, utm, manager_id from leads")
+    assert (phone, json.loads(utm), manager_id) == ("+380677654321", {"utm_source": "google"}, 1)
 
     # The same client again is a duplicate and goes to the owner.
     again = cli("post", str(path))
