@@ -23,7 +23,7 @@ from leadflow.core.lead import MAX_SHORT, CleanLead
 from leadflow.core.rules import RulesFile
 from leadflow.services.context import Leadflow
 from leadflow.store.events import append_events, new_event
-from leadflow.store.lead_rows import lock_lead
+from leadflow.store.lead_rows import lock_client, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, deals, leads, managers, timers
 from leadflow.store.team_state import add_deals, add_load, record_result
@@ -134,6 +134,8 @@ def find_client(
     if company is not None and not key:
         raise InvalidInput.one("company.name", f"'{company.name}' has no name left once legal forms are removed")
     probe = CleanLead(channel=row["channel"], phone=phone, email=email, company=company_name, company_key=key or None)
+    lock_client(conn, [f"client:{kind}:{value}" for kind, value in (("phone", phone), ("email", email),
+                                                                     ("company", key)) if value])  # fmt: skip
     found = find_matches(conn, probe, app.rules.open_statuses, app.rules.dedupe.company_similarity)
     contact_match = _contact(conn, row["contact_id"]) if row["contact_id"] else None
     if contact_match is None:

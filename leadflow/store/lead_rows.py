@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from collections.abc import Iterable
+
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.cleaning import company_key
@@ -33,3 +35,18 @@ def lead_row_to_clean(row: RowMapping) -> CleanLead:
         department=row.get("department"),
         win_probability=row.get("win_probability"), utm=dict(row["utm"] or {}),
     )  # fmt: skip
+
+
+_CLIENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+def lock_client(conn: Connection, keys: Iterable[str]) -> None:
+    """Hold one client's identities (phone, e-mail, company) until the transaction ends.
+
+    Two different leads of the same new client converted at the same moment would otherwise both find no
+    contact and create one each; on PostgreSQL the second now waits, then finds the first one's contact.
+    SQLite runs one writer at a time, which already gives the same order.
+    """
+    if conn.dialect.name == "postgresql":
+        for key in sorted(set(keys)):  # one order for everyone: two conversions never wait on each other
+            conn.execute(_CLIENT_LOCK, {"key": key})

@@ -1,5 +1,6 @@
 """Lead conversion through the service layer, on real SQLite and real PostgreSQL."""
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,10 @@ from sqlalchemy import func, select
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import LeadIn
 from leadflow.services.context import Leadflow
-from leadflow.services.conversion import CompanyIn, ContactIn, DealIn, convert
+from leadflow.services.conversion import CompanyIn, ContactIn, DealIn, convert, convert_lead
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import get_lead, set_status
+from leadflow.store.lead_rows import lock_lead
 from leadflow.store.tables import companies, contacts, deals, managers, metadata, timers
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -166,3 +168,21 @@ def test_two_conversions_of_one_lead_at_once_make_one_contact(lf: Leadflow) -> N
     assert outcomes == ["conflict", "converted"]
     assert (rows(lf)["contacts"], rows(lf)["companies"], rows(lf)["deals"]) == (1, 1, 1)
     assert manager(lf, "sam")["open_deals"] == 1
+
+
+def test_two_leads_of_one_new_client_converted_at_once_make_one_contact(lf: Leadflow) -> None:
+    first = take_lead(lf, LeadIn(name="Ivan", phone="0671234567", company="Acme"), NOW)
+    second = take_lead(lf, LeadIn(name="Ivan P.", phone="+38 067 123 45 67", company="ACME LLC"), NOW)
+    with lf.engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:
+        conn.begin()
+        row = lock_lead(conn, first.lead_id)
+        convert_lead(conn, lf, row, NOW, to="contact", contact=None, company=None, deal=None, actor="sam")
+        # The first conversion has made the contact but not committed: the second must wait for it,
+        # not decide on its own that the client is new.
+        later = pool.submit(convert, lf, second.lead_id, NOW, to="contact", actor="sam")
+        time.sleep(0.5)
+        assert not later.done()
+        conn.commit()
+        answer = later.result(timeout=30)
+    assert answer["contact"] == {"id": 1, "created": False} and answer["company"] == {"id": 1, "created": False}
+    assert (rows(lf)["contacts"], rows(lf)["companies"]) == (1, 1)
