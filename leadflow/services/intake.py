@@ -182,10 +182,7 @@ def _take(
             new_event(lead_id, "lead.duplicate", now, reason=duplicate.reason, match_id=match.id if match else None)
         )
     if desk is not None:
-        history.append(new_event(lead_id, "lead.queued", now, queue="desk", team=desk.key,
-                                 reason=f"team '{desk.key}' takes new leads through the quality desk"))  # fmt: skip
-        conn.execute(INSERT_TIMER, {"lead_id": lead_id, "kind": DESK, "due_at": now + desk.desk_sla,
-                                       "data": {"team": desk.key}, "created_at": now})  # fmt: skip
+        history.append(queue_at_desk(conn, lead_id, desk, now))
     if decision is not None:
         apply_decision(conn, lead_id, decision, "sticky" if decision.strategy == "sticky" else "initial", now,
                        clean.budget)  # fmt: skip
@@ -203,6 +200,14 @@ def _take(
         return Intake(lead_id, True, status, None, None, None, why)
     return Intake(lead_id, True, status, decision.manager_id, decision.manager_key, decision.manager_name,
                   decision.reason)  # fmt: skip
+
+
+def queue_at_desk(conn: Connection, lead_id: int, desk: Team, now: datetime) -> dict[str, Any]:
+    """Start the desk's deadline for a lead put in its queue; return the event that says so."""
+    conn.execute(INSERT_TIMER, {"lead_id": lead_id, "kind": DESK, "due_at": now + desk.desk_sla,
+                                "data": {"team": desk.key}, "created_at": now})  # fmt: skip
+    return new_event(lead_id, "lead.queued", now, queue="desk", team=desk.key,
+                     reason=f"team '{desk.key}' takes new leads through the quality desk")  # fmt: skip
 
 
 def desk_team(clean: CleanLead, rules: RulesFile) -> Team | None:

@@ -10,11 +10,11 @@ from sqlalchemy import Select, func, select, update
 
 from leadflow.core.errors import Conflict, InvalidInput, NotFound
 from leadflow.services.context import Leadflow
-from leadflow.services.intake import assign_existing
+from leadflow.services.intake import assign_existing, desk_team, queue_at_desk
 from leadflow.services.sla import stop_clock
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import append_events, new_event
-from leadflow.store.lead_rows import lock_lead
+from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
 from leadflow.store.tables import assignments, events, leads, managers
 from leadflow.store.team_state import add_load, record_result
 
@@ -74,12 +74,19 @@ def list_leads(app: Leadflow, f: LeadFilter, limit: int, offset: int) -> tuple[l
 
 
 def restore_lead(app: Leadflow, lead_id: int, now: datetime, actor: str | None = None) -> dict[str, Any]:
-    """Bring a junk lead back: status new, routed again as if it had just arrived."""
+    """Bring a junk lead back: status new, and on as if it had just arrived (its team's quality desk, or routed)."""
     with app.engine.begin() as conn:
         row = lock_lead(conn, lead_id)
         if row["status"] != "junk":
             raise Conflict(f"lead {lead_id} is '{row['status']}', not junk: only junk can be restored")
-        append_events(conn, [new_event(lead_id, "lead.restored", now, actor, was=row["junk_reason"])])
+        restored = new_event(lead_id, "lead.restored", now, actor, was=row["junk_reason"])
+        desk = desk_team(lead_row_to_clean(row), app.rules)
+        if desk is not None:
+            conn.execute(update(leads).where(leads.c.id == lead_id).values(status="new", queue="desk", updated_at=now))
+            queued = queue_at_desk(conn, lead_id, desk, now)
+            append_events(conn, [restored, queued])
+            return {"id": lead_id, "status": "new", "queue": "desk", "reason": queued["data"]["reason"]}
+        append_events(conn, [restored])
         decision = assign_existing(conn, app, row, now, kind="restore")
         return {"id": lead_id, "status": "assigned" if decision.assigned else "new", "reason": decision.reason}
 

@@ -136,8 +136,15 @@ def test_junk_at_the_desk_is_kept_and_restorable(api: httpx.Client, lf: Leadflow
     assert rows(lf)["timers"] == 0  # the desk deadline went with it
     restored = api.post(f"/api/v1/leads/{lead_id}/restore", params={"actor": "halyna"})
     assert restored.status_code == 200, restored.text
-    assert restored.json()["status"] == "assigned"
-    assert detail(api, lead_id)["manager"]["key"] in ("olena", "taras")
+    # Restored as if it had just arrived: the team takes new leads through its desk, so it goes back there.
+    assert restored.json() == {"id": lead_id, "status": "new", "queue": "desk",
+                               "reason": "team 'sales' takes new leads through the quality desk"}  # fmt: skip
+    body = detail(api, lead_id)
+    assert (body["status"], body["queue"], body["manager"]) == ("new", "desk", None)
+    assert [e["type"] for e in body["events"]][-2:] == ["lead.restored", "lead.queued"]
+    assert api.get("/api/v1/desk").json()["items"][0]["id"] == lead_id
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(timers.c.kind, timers.c.lead_id)).all() == [("desk", lead_id)]
 
 
 def test_low_value_lead_becomes_contact_and_company_kept_for_later(api: httpx.Client, lf: Leadflow) -> None:
