@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -115,3 +115,23 @@ def test_statements_with_python_defaults_are_refused(engine: Engine) -> None:
     table = Table("with_default", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer, default=7))
     with engine.connect() as conn, pytest.raises(TypeError, match="not a plain statement"):
         Fast(table.insert()).run(conn, {"id": 1})
+
+
+def test_times_on_sqlite_are_the_text_sqlalchemy_writes(tmp_path: Any) -> None:
+    """UTCDateTime's own SQLite conversion writes and reads exactly what SQLAlchemy's DATETIME does."""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    from leadflow.store.tables import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours_in, ours_out = UTCDateTime().bind_processor(dialect), UTCDateTime().result_processor(dialect, None)
+    theirs_in = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    kyiv = timezone(timedelta(hours=2))
+    for moment in (NOW, NOW.replace(microsecond=0), datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), NOW.astimezone(kyiv)):
+        text = ours_in(moment)
+        assert text == theirs_in(moment.astimezone(UTC).replace(tzinfo=None))
+        assert ours_out(text) == moment and ours_out(text).tzinfo == UTC
+    assert ours_out("2026-03-03 09:30:15") == datetime(2026, 3, 3, 9, 30, 15, tzinfo=UTC)  # written without micros
+    with pytest.raises(ValueError, match="naive datetime"):
+        ours_in(datetime(2026, 3, 3))
