@@ -10,7 +10,8 @@ Per configuration (SQLite with one worker; PostgreSQL with each count in --worke
   templates of the bulk fill, and three more real leads are compared column by column with bulk copies made for the
   same clients. Then --open open leads are copied in bulk (executemany / COPY), deadlines spread uniformly over the
   hour from the start of the fill (about 28 fall due each second), managers.open_leads kept consistent;
-* the ``leadflow worker`` processes start (not --drain: they sleep until the next deadline) and catch up;
+* the ``leadflow worker`` processes start (not --drain: they sleep until the next deadline) and catch up (the deadlines
+  passed during the fill, and with notifications their messages);
 * trickle: leads whose deadlines fall at --trickle-rate per second, each committed 1.5 s before it is due, for
   --trickle-seconds; measured: late_ms p50/p90/p99/max (the product's own figure: escalation start - deadline);
 * burst: --burst leads whose deadline is the same instant, committed in one transaction; measured: seconds from that
@@ -92,7 +93,7 @@ RULE = "all"
 TEAM = "sales"
 TEAM_CHAT = "-1001000"
 CAPACITY = 100_000
-BATCH = 200  # the worker's default claim size
+BATCH = 200  # escalations per transaction of the in-process and bare-driver baselines (`leadflow worker` claims 100)
 TRICKLE_AHEAD = 1.5  # seconds between a trickle lead's commit and its deadline
 TICK = 0.1
 POLL = 0.05
@@ -782,6 +783,18 @@ def catch_up(db: Backend, conn: RawConn, procs: Sequence[WorkerProc], timeout: f
         time.sleep(0.2)
 
 
+def outbox_drained(conn: RawConn, procs: Sequence[WorkerProc], timeout: float) -> float | None:
+    """Wait until no notification is pending (the deliveries have caught up); seconds waited, None on time-out."""
+    started = time.monotonic()
+    while True:
+        ensure_alive(procs)
+        if not scalar(conn, "SELECT count(*) FROM outbox WHERE status = 'pending'"):
+            return round(time.monotonic() - started, 1)
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(0.2)
+
+
 class IntakeProber:
     """In a thread: every 0.2 s, how long the lock an intake takes first would be waited for."""
 
@@ -1192,6 +1205,9 @@ def run_config(
         env = worker_env(url, rules_path, fake)
         procs = start_workers(workers, env, workdir, label)
         result["setup_backlog_cleared_s"] = catch_up(db, conn, procs, args.catch_up_timeout)
+        if fake is not None:
+            # The deadlines passed during the fill leave messages to send; the trickle's own are measured after.
+            result["setup_outbox_drained_s"] = outbox_drained(conn, procs, args.catch_up_timeout)
         ctx = Context(db, url, conn, probe, maker, procs, fake, args, (blo, maker.next_id - 1))
         # The trickle first: the steady state, before the burst leaves thousands of notifications to deliver.
         console.print(f"  trickle: {args.trickle_rate:g} deadlines/s for {args.trickle_seconds:g} s")

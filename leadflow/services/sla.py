@@ -7,7 +7,7 @@ same transaction that deletes the timer, so every deadline is acted on exactly o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -18,18 +18,19 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import Decision, ManagerState, TeamState
+from leadflow.core.routing import FALLBACK, Decision, ManagerState, TeamState, teams_involved
 from leadflow.core.rules import RulesFile, SlaPolicy
 from leadflow.core.schedule import format_duration
 from leadflow.core.sla import BANDS, first_contact_due, next_owner, policy_for, response_band
 from leadflow.services.context import Leadflow
-from leadflow.services.conversion import move_deals
 from leadflow.services.delivery import enqueue_notification
 from leadflow.store.db import READ_ONLY
-from leadflow.store.events import new_event, record_assignment
+from leadflow.store.events import INSERT_ASSIGNMENT, assignment_row, new_event
+from leadflow.store.fast import Fast
 from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
-from leadflow.store.tables import activities, events, leads, managers, teams, timers
-from leadflow.store.team_state import add_load, load_team_state, lock_teams, record_result, save_pointer
+from leadflow.store.outbox import collected as outbox_collected
+from leadflow.store.tables import activities, deals, events, leads, managers, teams, timers
+from leadflow.store.team_state import ADD_LOAD, add_deals, load_team_state, lock_teams, record_result, save_pointer
 
 FIRST_CONTACT = "first_contact"
 DESK = "desk"  # a lead waiting at the quality desk past the desk's own deadline
@@ -37,6 +38,7 @@ ROUTE_AT = "route_at"  # a lead that waits for its team to open (out_of_hours: q
 # What a manager can record, and which of those is a first contact that stops the clock.
 OUTCOMES = {"call": ("connected", "no_answer", "busy", "wrong_number"), "message": ("sent",), "meeting": ("set",)}
 INSERT_TIMER = timers.insert()
+_INSERT_TIMER = Fast(INSERT_TIMER)  # one a lead at intake: on the driver's cursor
 _INSERT_EVENT_ID = events.insert().returning(events.c.id)
 STOPS_CLOCK = {("call", "connected"), ("message", "sent"), ("meeting", "set")}
 
@@ -75,7 +77,7 @@ def write_timer(
     conn: Connection, lead_id: int, clock: Clock, owner: ManagerState, rule_key: str | None, now: datetime,
     hop: int = 0, tried: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
-    conn.execute(INSERT_TIMER, timer_row(lead_id, clock, owner, rule_key, now, hop, tried))
+    _INSERT_TIMER.run(conn, timer_row(lead_id, clock, owner, rule_key, now, hop, tried))
 
 
 def stop_clock(conn: Connection, lead_id: int) -> None:
@@ -170,13 +172,34 @@ def record_contact(
 
 
 # --- escalation ----------------------------------------------------------------------------------------------
+#
+# A round takes a batch of due timers (100 by default) in one transaction and sends a fixed number of statements
+# however many leads move: every escalation is decided in memory first, then each table gets one executemany
+# (pipelined by psycopg on PostgreSQL), each manager one load update with the batch's summed deltas, each rule one
+# pointer upsert. The order of locks: timers and leads with SKIP LOCKED (never waited for), then the batch's teams
+# in one sorted statement, so two workers wait for each other only there and never in a circle.
 
 _DUE = select(timers.c.id, timers.c.lead_id, timers.c.kind, timers.c.data, timers.c.due_at).order_by(timers.c.due_at)
+_LOCK_LEADS = select(leads).where(leads.c.id.in_(bindparam("ids", expanding=True))).with_for_update(skip_locked=True)
+_DELETE_TIMERS = delete(timers).where(timers.c.id.in_(bindparam("ids", expanding=True)))
+_TEAMS = select(teams).where(teams.c.key.in_(bindparam("keys", expanding=True)))
+_OPEN_DEALS = select(deals.c.id, deals.c.lead_id, deals.c.manager_id).where(
+    deals.c.lead_id.in_(bindparam("ids", expanding=True)), deals.c.closed_at.is_(None)
+)
+_MOVE_DEAL = update(deals).where(deals.c.id == bindparam("d_id")).values(manager_id=bindparam("d_manager_id"))
+# Returned in the order of the rows given (several rows per statement), so each event id finds its messages.
+_INSERT_EVENTS = events.insert().returning(events.c.id, sort_by_parameter_order=True)
+_ZERO = Decimal(0)
+_lead_updates: dict[tuple[str, ...], Any] = {}
 
 
-_LOCK_LEAD = select(leads).where(leads.c.id == bindparam("id")).with_for_update(skip_locked=True)
-_DELETE_TIMER = delete(timers).where(timers.c.id == bindparam("id"))
-_TEAM = select(teams).where(teams.c.key == bindparam("key"))
+def _update_leads(keys: tuple[str, ...]) -> Any:
+    """UPDATE leads SET <keys> WHERE id = :l_id, built once per set of columns (an escalation sets one of three)."""
+    stmt = _lead_updates.get(keys)
+    if stmt is None:
+        values = {k: bindparam(f"l_{k}", type_=leads.c[k].type) for k in keys}
+        stmt = _lead_updates[keys] = update(leads).where(leads.c.id == bindparam("l_id")).values(values)
+    return stmt
 
 
 @dataclass
@@ -184,35 +207,38 @@ class _BatchState:
     """The team state of one escalation transaction: read once, kept current in memory as leads move.
 
     Reading it again for every escalation costs more than the decisions; the teams stay locked (PostgreSQL) for
-    the whole transaction, so nobody else changes it meanwhile.
+    the whole transaction, so nobody else changes it meanwhile. ``view`` holds this object's own dicts, changed
+    in place, with the managers in id order as routing reads them.
     """
 
-    default_tz: str
-    managers: dict[str, ManagerState] = field(default_factory=dict)
-    teams: dict[str, RowMapping | None] = field(default_factory=dict)
-    pointers: dict[str, str | None] = field(default_factory=dict)
-    credits: dict[str, Mapping[str, float]] = field(default_factory=dict)
-    rules_read: set[str] = field(default_factory=set)
+    managers: dict[str, ManagerState]
+    pointers: dict[str, str | None]
+    credits: dict[str, Mapping[str, float]]
+    teams: dict[str, RowMapping]
+    by_id: dict[int, str] = field(default_factory=dict)
 
-    def load(self, conn: Connection, team_keys: list[str], rule_key: str) -> TeamState:
-        missing = [t for t in team_keys if t not in self.teams]
-        if missing or rule_key not in self.rules_read:
-            loaded = load_team_state(conn, missing, [rule_key], self.default_tz)
-            self.managers.update(loaded.managers)
-            self.pointers.update(loaded.rr_pointers)
-            self.credits.update(loaded.credits)
-            self.rules_read.add(rule_key)
-            for key in missing:
-                self.teams[key] = conn.execute(_TEAM, {"key": key}).mappings().first()
-        ordered = dict(sorted(self.managers.items(), key=lambda kv: kv[1].id))
-        return TeamState(ordered, self.pointers, self.credits)
+    @classmethod
+    def read(cls, conn: Connection, team_keys: list[str], rule_keys: list[str], default_tz: str) -> _BatchState:
+        loaded = load_team_state(conn, team_keys, rule_keys, default_tz)
+        people = dict(sorted(loaded.managers.items(), key=lambda kv: kv[1].id))
+        rows = {r["key"]: r for r in conn.execute(_TEAMS, {"keys": team_keys}).mappings()} if team_keys else {}
+        state = cls(people, dict(loaded.rr_pointers), dict(loaded.credits), rows)
+        state.by_id = {m.id: m.key for m in people.values()}
+        return state
+
+    @property
+    def view(self) -> TeamState:
+        return TeamState(self.managers, self.pointers, self.credits)
+
+    def of(self, manager_id: int | None) -> ManagerState | None:
+        key = self.by_id.get(manager_id) if manager_id is not None else None
+        return self.managers[key] if key is not None else None
 
     def moved(self, lead: RowMapping, decision: Decision) -> None:
-        value = lead["budget"] or Decimal(0)
-        for m in self.managers.values():
-            if m.id == lead["manager_id"]:
-                self.managers[m.key] = replace(m, open_leads=m.open_leads - 1, open_value=m.open_value - value)
-                break
+        value = lead["budget"] or _ZERO
+        old = self.of(lead["manager_id"])
+        if old is not None:
+            self.managers[old.key] = replace(old, open_leads=old.open_leads - 1, open_value=old.open_value - value)
         if decision.manager_key in self.managers:
             m = self.managers[decision.manager_key]
             self.managers[m.key] = replace(m, open_leads=m.open_leads + 1, open_value=m.open_value + value)
@@ -222,35 +248,125 @@ class _BatchState:
             self.credits[decision.credits[0]] = decision.credits[1]
 
 
+@dataclass(slots=True)
+class _Due:
+    """A claimed first-contact timer whose lead is locked, with what can be worked out before the teams are."""
+
+    timer: Any
+    lead: RowMapping
+    clean: CleanLead
+    policy: SlaPolicy
+
+
+@dataclass
+class _Writes:
+    """Every row a batch of escalations writes, collected while deciding, sent one statement per table."""
+
+    leads: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # Sent once the events have their ids: (event type, new owner, message context, team chat row).
+    messages: list[tuple[str, ManagerState | None, dict[str, Any], RowMapping | None]] = field(default_factory=list)
+    load: dict[int, tuple[int, Decimal]] = field(default_factory=dict)  # manager id -> (leads, value) deltas
+    deals: list[dict[str, Any]] = field(default_factory=list)
+    deal_counts: dict[int, int] = field(default_factory=dict)
+    pointers: dict[str, tuple[str, Mapping[str, float] | None]] = field(default_factory=dict)
+
+    def add_load(self, manager_id: int, delta: int, value: Decimal) -> None:
+        count, total = self.load.get(manager_id, (0, _ZERO))
+        self.load[manager_id] = (count + delta, total + value * delta)
+
+    def pointer(self, rule_key: str, manager_key: str, credits: Mapping[str, float] | None) -> None:
+        # The same end state as one upsert per decision: the last manager, and the last credits written.
+        last = credits if credits is not None else self.pointers.get(rule_key, ("", None))[1]
+        self.pointers[rule_key] = (manager_key, last)
+
+    def send(self, conn: Connection, app: Leadflow, now: datetime) -> None:
+        for keys, rows in self.leads.items():
+            conn.execute(_update_leads(keys), rows)
+        if self.timers:
+            conn.execute(INSERT_TIMER, self.timers)
+        if self.assignments:
+            conn.execute(INSERT_ASSIGNMENT, self.assignments)
+        # Sorted by id: writers that touch the same managers lock their rows in one order.
+        load = [{"manager_id": m, "delta": c, "value": v} for m, (c, v) in sorted(self.load.items()) if c or v]
+        if load:
+            conn.execute(ADD_LOAD, load)
+        if self.deals:
+            conn.execute(_MOVE_DEAL, self.deals)
+        for manager_id, delta in sorted(self.deal_counts.items()):
+            if delta:
+                add_deals(conn, manager_id, delta)
+        for rule_key, (manager_key, credits) in sorted(self.pointers.items()):
+            save_pointer(conn, rule_key, manager_key, credits)
+        if not self.events:
+            return
+        ids = conn.execute(_INSERT_EVENTS, self.events).scalars().all()
+        with outbox_collected(conn):
+            for event_id, (event_type, owner, context, team) in zip(ids, self.messages, strict=True):
+                notify(conn, app, event_type, event_id, owner, context, now, team_chat=team)
+
+
 def _teams_of(app: Leadflow, data: dict[str, Any]) -> list[str]:
     rule = next((r for r in app.rules.routing.rules if r.key == data.get("rule")), None)
     return sorted({data["team"], *([rule.team] if rule else [])})
 
 
+def _waits_for_routing(lead: RowMapping) -> bool:
+    return lead["manager_id"] is None and lead["status"] == "new" and lead["queue"] is None
+
+
 def escalate_due(app: Leadflow, now: datetime, limit: int = 100) -> int:
     """Act on up to `limit` passed deadlines in one transaction; returns how many leads moved."""
     moved = 0
+    rules = app.rules
     with app.engine.begin() as conn:
         due = conn.execute(_DUE.where(timers.c.due_at <= now).limit(limit).with_for_update(skip_locked=True)).all()
-        # Lock every team this batch may touch at once, in one order, so two workers never wait on each other
-        # in a circle.
-        lock_teams(
-            conn, sorted({t for timer in due if timer.kind == FIRST_CONTACT for t in _teams_of(app, timer.data)})
-        )
-        batch = _BatchState(app.rules.default_timezone)
+        if not due:
+            return 0
+        ids = sorted({t.lead_id for t in due})
+        locked = {r["id"]: r for r in conn.execute(_LOCK_LEADS, {"ids": ids}).mappings()}
+        # A lead someone is changing right now (recording a contact) keeps its timer: the next round decides.
+        # A lead with two due timers has one acted on per round, so each sees the lead as the other left it.
+        taken: list[tuple[Any, RowMapping]] = []
         for timer in due:
-            lead = conn.execute(_LOCK_LEAD, {"id": timer.lead_id}).mappings().first()
-            if lead is None:
-                continue  # someone is recording a contact on it right now; the next round decides
-            conn.execute(_DELETE_TIMER, {"id": timer.id})
-            if timer.kind == ROUTE_AT:
-                moved += _route_waiting(conn, app, lead, now)
-            elif timer.kind == DESK:
-                moved += _desk_overdue(conn, app, lead, timer.data, timer.due_at, now)
-            elif lead["sla_state"] == "running" and lead["manager_id"] is not None:
-                _escalate(conn, app, batch, lead, timer.data, timer.due_at, now)
-                moved += 1
+            lead = locked.pop(timer.lead_id, None)
+            if lead is not None:
+                taken.append((timer, lead))
+        if not taken:
+            return 0
+        conn.execute(_DELETE_TIMERS, {"ids": [t.id for t, _ in taken]})
+        escalations: list[_Due] = []
+        others: list[tuple[Any, RowMapping]] = []
+        for t, lead in taken:
+            if t.kind in (ROUTE_AT, DESK):
+                others.append((t, lead))
+            elif t.kind == FIRST_CONTACT and lead["sla_state"] == "running" and lead["manager_id"] is not None:
+                clean = lead_row_to_clean(lead)
+                escalations.append(_Due(t, lead, clean, policy_for(rules, clean, t.data.get("rule"), t.data["team"])))
             # anything else is a stale clock: the lead was contacted, closed or moved since
+        # Read before the teams are locked, to keep that lock short: only the locked leads' escalations move them.
+        deals_of: dict[int, list[Any]] = {}
+        if escalations:
+            for deal in conn.execute(_OPEN_DEALS, {"ids": [e.lead["id"] for e in escalations]}):
+                deals_of.setdefault(deal.lead_id, []).append(deal)
+        # Lock every team this batch may touch at once, in one order, so two workers never wait on each other
+        # in a circle (a waiting lead routed here locks the teams its routing reads: the same, already held).
+        team_keys = {k for e in escalations for k in _teams_of(app, e.timer.data)}
+        for t, lead in others:
+            if t.kind == ROUTE_AT and _waits_for_routing(lead):
+                team_keys.update(teams_involved(lead_row_to_clean(lead), rules))
+        lock_teams(conn, sorted(team_keys))
+        # The few other timers first, one by one: what they write is in the database before the escalations
+        # read their team state.
+        for t, lead in others:
+            if t.kind == ROUTE_AT:
+                moved += _route_waiting(conn, app, lead, now)
+            else:
+                moved += _desk_overdue(conn, app, lead, t.data, t.due_at, now)
+        if escalations:
+            moved += _escalate_all(conn, app, escalations, deals_of, now)
     return moved
 
 
@@ -258,7 +374,7 @@ def _route_waiting(conn: Connection, app: Leadflow, lead: RowMapping, now: datet
     """A lead that waited for its team to open: route it now, as if it had just arrived."""
     from leadflow.services.intake import assign_existing  # intake builds on this module
 
-    if lead["manager_id"] is not None or lead["status"] != "new" or lead["queue"] is not None:
+    if not _waits_for_routing(lead):
         return 0
     assign_existing(conn, app, lead, now, kind="opening")
     return 1
@@ -280,25 +396,32 @@ def _desk_overdue(
     return 1
 
 
+def _escalate_all(
+    conn: Connection, app: Leadflow, batch: list[_Due], deals_of: Mapping[int, list[Any]], now: datetime
+) -> int:
+    """Decide every escalation of the batch on one in-memory team state, then write them all."""
+    team_keys = sorted({k for e in batch for k in _teams_of(app, e.timer.data)})
+    rule_keys = sorted({e.timer.data.get("rule") or FALLBACK for e in batch})
+    state = _BatchState.read(conn, team_keys, rule_keys, app.rules.default_timezone)
+    writes = _Writes()
+    for e in batch:
+        _escalate(app, state, writes, e, deals_of.get(e.lead["id"], ()), now)
+    writes.send(conn, app, now)
+    return len(batch)
+
+
 def _escalate(
-    conn: Connection,
-    app: Leadflow,
-    batch: _BatchState,
-    lead: RowMapping,
-    data: dict[str, Any],
-    due_at: datetime,
-    now: datetime,
+    app: Leadflow, state: _BatchState, writes: _Writes, due: _Due, deals_of_lead: Sequence[Any], now: datetime
 ) -> None:
-    rules = app.rules
-    clean = lead_row_to_clean(lead)
+    """One escalation, decided on the batch's state and added to its writes."""
+    rules, lead, clean, policy, data = app.rules, due.lead, due.clean, due.policy, due.timer.data
+    due_at: datetime = due.timer.due_at
     team_key = data["team"]
-    state = batch.load(conn, _teams_of(app, data), data.get("rule") or "fallback")
-    team = batch.teams.get(team_key)
-    current = next((m for m in state.managers.values() if m.id == lead["manager_id"]), None)
+    team = state.teams.get(team_key)
+    current = state.of(lead["manager_id"])
     current_key = current.key if current else data["manager"]
-    policy = policy_for(rules, clean, data.get("rule"), team_key)
     esc = next_owner(
-        clean, rules, state, now, policy=policy, current_key=current_key, hop=int(data.get("hop", 0)),
+        clean, rules, state.view, now, policy=policy, current_key=current_key, hop=int(data.get("hop", 0)),
         tried=tuple(data.get("tried", ())), rule_key=data.get("rule"), team_key=team_key,
         head_key=team["head_key"] if team else None,
     )  # fmt: skip
@@ -312,21 +435,26 @@ def _escalate(
     else:
         clock = Clock(policy, first_contact_due(policy, now, new_owner.hours))
         values.update(sla_due_at=clock.due_at, assigned_at=now)
-        write_timer(
-            conn, lead["id"], clock, new_owner, data.get("rule"), now, esc.hop, (*data.get("tried", ()), current_key)
-        )
-    conn.execute(update(leads).where(leads.c.id == lead["id"]).values(**values))
-    add_load(conn, lead["manager_id"], -1, lead["budget"])
+        tried = (*data.get("tried", ()), current_key)
+        writes.timers.append(timer_row(lead["id"], clock, new_owner, data.get("rule"), now, esc.hop, tried))
+    writes.leads.setdefault(tuple(values), []).append({"l_id": lead["id"]} | {f"l_{k}": v for k, v in values.items()})
+    budget: Decimal = lead["budget"] or _ZERO
+    writes.add_load(lead["manager_id"], -1, budget)
     if decision.manager_id is not None:
-        add_load(conn, decision.manager_id, +1, lead["budget"])
-        move_deals(conn, lead["id"], lead["manager_id"], decision.manager_id)  # its deal goes with it
+        writes.add_load(decision.manager_id, +1, budget)
+        # Its open deals go with it (what move_deals does), counted per manager for the whole batch.
+        moving = [d.id for d in deals_of_lead if d.manager_id == lead["manager_id"]]
+        if moving:
+            writes.deals += [{"d_id": d, "d_manager_id": decision.manager_id} for d in moving]
+            writes.deal_counts[lead["manager_id"]] = writes.deal_counts.get(lead["manager_id"], 0) - len(moving)
+            writes.deal_counts[decision.manager_id] = writes.deal_counts.get(decision.manager_id, 0) + len(moving)
     if decision.pointer is not None:
-        save_pointer(conn, *decision.pointer, decision.credits[1] if decision.credits else None)
-    batch.moved(lead, decision)
-    record_assignment(conn, lead["id"], decision, "escalation", now)
+        writes.pointer(*decision.pointer, decision.credits[1] if decision.credits else None)
+    state.moved(lead, decision)
+    writes.assignments.append(assignment_row(lead["id"], decision, "escalation", now))
     event_type = "lead.chain_exhausted" if esc.final else "lead.escalated"
     late_ms = int((now - due_at).total_seconds() * 1000)
-    event_id = insert_event(conn, new_event(
+    writes.events.append(new_event(
         lead["id"], event_type, now, "sla", reason=decision.reason, hop=esc.hop, max_hops=policy.chain.max_hops,
         previous=current_key, manager=decision.manager_key, due_at=due_at.isoformat(), late_ms=late_ms,
     ))  # fmt: skip
@@ -336,7 +464,7 @@ def _escalate(
         "hop": esc.hop, "max_hops": policy.chain.max_hops, "reason": decision.reason,
         "deadline": format_duration(policy.first_contact),
     }  # fmt: skip
-    notify(conn, app, event_type, event_id, new_owner, context, now, team_chat=team)
+    writes.messages.append((event_type, new_owner, context, team))
 
 
 def next_due_at(app: Leadflow) -> datetime | None:

@@ -9,7 +9,8 @@ rows; SQLite has a single writer (BEGIN IMMEDIATE), so one worker at a time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "OutboxMessage",
     "backoff_delay",
     "claim_due",
+    "collected",
     "enqueue",
     "get_message",
     "list_messages",
@@ -113,15 +115,43 @@ def _row(message: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_COLLECTED = "leadflow_outbox_collected"  # key in Connection.info while `collected` is open
+_INSERT = outbox.insert()
+
+
 def enqueue(conn: Connection, messages: Sequence[Mapping[str, Any]]) -> None:
     """Add pending messages in the caller's transaction.
 
     Each message: channel, recipient, body, created_at (required); event_id, subject, payload (JSON-ready dict)
-    and next_attempt_at (default: created_at) optional.
+    and next_attempt_at (default: created_at) optional. Inside :func:`collected` the rows are kept and written
+    when it ends, with the others.
     """
     rows = [_row(message) for message in messages]
-    if rows:
-        conn.execute(outbox.insert(), rows)
+    pending: list[dict[str, Any]] | None = conn.info.get(_COLLECTED)
+    if pending is not None:
+        pending.extend(rows)
+    elif rows:
+        conn.execute(_INSERT, rows)
+
+
+@contextmanager
+def collected(conn: Connection) -> Iterator[None]:
+    """Within: messages enqueued on this connection are kept, then written with one executemany at the end.
+
+    For a caller that queues many messages in one transaction (a batch of escalations): one round of the driver
+    (pipelined on PostgreSQL) instead of one statement per message. Use it inside the transaction; if the block
+    raises, nothing is written (and the transaction is rolled back by its owner). Nesting is not supported.
+    """
+    if _COLLECTED in conn.info:
+        raise RuntimeError("outbox.collected() is already open on this connection")
+    pending: list[dict[str, Any]] = []
+    conn.info[_COLLECTED] = pending
+    try:
+        yield
+    finally:
+        del conn.info[_COLLECTED]
+    if pending:
+        conn.execute(_INSERT, pending)
 
 
 def claim_due(

@@ -18,6 +18,7 @@ from leadflow.store.outbox import (
     OutboxMessage,
     backoff_delay,
     claim_due,
+    collected,
     enqueue,
     get_message,
     list_messages,
@@ -120,6 +121,25 @@ def test_notification_is_written_with_its_event_or_not_at_all(engine: Engine) ->
         raise RuntimeError("the event's transaction fails")
     with engine.connect() as conn:
         assert list_messages(conn, None, 10, 0) == []
+
+
+def test_collected_messages_are_written_together_at_the_end_or_not_at_all(engine: Engine) -> None:
+    with engine.begin() as conn, collected(conn):
+        enqueue(conn, plain(2))
+        notify_row = {"channel": "email", "recipient": "a@example.test", "body": "hi", "created_at": T0}
+        enqueue(conn, [notify_row])
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 0  # kept until the end
+    with engine.connect() as conn:
+        assert [m.body for m in reversed(list_messages(conn, None, 10, 0))] == ["message 0", "message 1", "hi"]
+    with pytest.raises(RuntimeError, match="fails"), engine.begin() as conn, collected(conn):
+        enqueue(conn, plain(1))
+        raise RuntimeError("the batch fails")
+    with engine.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 3
+        with collected(conn), pytest.raises(RuntimeError, match="already open"), collected(conn):
+            pass
+        enqueue(conn, plain(1))  # written at once again, once the block is over
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 4
 
 
 def test_a_broken_override_falls_back_to_the_builtin_text(engine: Engine) -> None:
