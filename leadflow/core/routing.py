@@ -4,14 +4,21 @@ Every strategy is the same three steps: filter the rule's pool down to who may t
 on shift, under capacity, serving the lead's region/product/language, above the conversion floor, in the right
 tier), rank the eligible by the strategy, pick the first. Ties always go to whoever is next in the rotation, so
 equal managers take turns. The decision carries the reason, every candidate's verdict and the inputs of its rank.
+
+A batch takes route()'s decisions through a Router, which remembers from one lead to the next what does not change
+between them (each manager's verdict for leads asking the same of the rule), and decides exactly as route() does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
+from itertools import count
+from operator import attrgetter
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from leadflow.core.lead import CleanLead
@@ -168,54 +175,121 @@ def check_manager(
     m: ManagerState, lead: CleanLead, target: Target, now: datetime, *, ignore_hours: bool = False
 ) -> str:
     """Why this manager cannot take the lead under this target; "" when they can."""
-    if not m.active:
-        return f"{m.name} inactive"
-    if m.role != "manager":
-        return f"{m.name} works the {m.role}"
-    if m.absent:
-        return f"{m.name} absent"
-    if m.vacations and (until := m.on_vacation(now)):
-        return f"{m.name} on vacation until {until.isoformat()}"
-    if m.open_leads >= m.capacity:
-        return f"{m.name} at capacity {m.open_leads}/{m.capacity}"
+    return _verdicts([m], lead, target, now, ignore_hours=ignore_hours)[0]
+
+
+_SERVED = {"region": "regions", "product": "products", "language": "languages"}  # ManagerState.serves' sets
+
+
+def _verdicts(
+    pool: list[ManagerState], lead: CleanLead, target: Target, now: datetime, *, ignore_hours: bool = False,
+    on_call_only: bool = False,
+) -> list[str]:  # fmt: skip
+    """check_manager for every manager of the pool (with `on_call_only`, "is not on call" comes first)."""
+    parts = _verdict_parts(pool, lead, target, now, ignore_hours=ignore_hours, on_call_only=on_call_only, full=True)
+    return [before or (_at_capacity(m) if m.open_leads >= m.capacity else after)
+            for m, (before, after) in zip(pool, parts, strict=True)]  # fmt: skip
+
+
+def _at_capacity(m: ManagerState) -> str:
+    return f"{m.name} at capacity {m.open_leads}/{m.capacity}"
+
+
+def _verdict_parts(
+    pool: list[ManagerState], lead: CleanLead, target: Target, now: datetime, *, ignore_hours: bool = False,
+    on_call_only: bool = False, full: bool = False,
+) -> list[tuple[str, str]]:  # fmt: skip
+    """Each manager's verdict in two parts, around the capacity check, which is the only one that looks at the load.
+
+    The verdict is `before`, or else the capacity's, or else `after`. Neither part depends on the load, so the batch
+    keeps them while the manager's load moves (Router). With `full`, `after` is not worked out for whoever is at
+    capacity (it would not be said). What depends only on the lead and the target (the lead's required values
+    folded, the score band, the hour for each schedule) is worked out once for the pool, not once per manager.
+    """
+    # (set attribute, field, value, folded, upper) for each required field the lead has a value for: a missing
+    # value is served by everyone. A value that is not text goes through ManagerState.serves itself.
+    required: list[tuple[str, str, Any, Any, Any]] = []
     for name in target.require:
         value = lead.value_of(name)
-        if not m.serves(name, value):
-            return f"{m.name} does not serve {name} {value}"
-    if target.min_conversion is not None and m.closed_leads >= target.warmup_leads:
-        conversion = m.conversion or 0.0
-        if conversion < target.min_conversion:
-            return f"{m.name} converts {conversion:.0%}, under the {target.min_conversion:.0%} minimum"
-    if target.strategy == "best_to_best":
-        band = tier_band(lead, target.tiers)
-        if band is not None and m.tier not in band.tiers:
-            return f"{m.name} is tier {m.tier}, this lead is for tier {'/'.join(map(str, band.tiers))}"
-    if target.respect_hours and not ignore_hours and not is_open(m.hours, now):
-        return f"{m.name} off-shift"
-    return ""
+        if value is None:
+            continue
+        if isinstance(value, str):
+            required.append((_SERVED[name], name, value, value.casefold(), value.upper()))
+        else:
+            required.append(("", name, value, None, None))
+    floor = target.min_conversion
+    warmup = target.warmup_leads
+    band = tier_band(lead, target.tiers) if target.strategy == "best_to_best" else None
+    band_text = "/".join(map(str, band.tiers)) if band is not None else ""
+    check_hours = target.respect_hours and not ignore_hours
+    open_now: dict[int, bool] = {}  # id(hours) -> open at `now`; the pool's schedules outlive this call
+    parts: list[tuple[str, str]] = []
+    for m in pool:
+        who = m.name
+        if on_call_only and not m.on_call:
+            parts.append((f"{who} is not on call", ""))
+            continue
+        if not m.active:
+            parts.append((f"{who} inactive", ""))
+            continue
+        if m.role != "manager":
+            parts.append((f"{who} works the {m.role}", ""))
+            continue
+        if m.absent:
+            parts.append((f"{who} absent", ""))
+            continue
+        if m.vacations and (until := m.on_vacation(now)):
+            parts.append((f"{who} on vacation until {until.isoformat()}", ""))
+            continue
+        if full and m.open_leads >= m.capacity:
+            parts.append(("", ""))
+            continue
+        why = ""
+        for attr, field_name, value, folded, upper in required:
+            if attr:
+                allowed = getattr(m, attr)
+                if folded in allowed or upper in allowed:
+                    continue
+            elif m.serves(field_name, value):
+                continue
+            why = f"{who} does not serve {field_name} {value}"
+            break
+        if not why and floor is not None and m.closed_leads >= warmup:
+            conversion = m.conversion or 0.0
+            if conversion < floor:
+                why = f"{who} converts {conversion:.0%}, under the {floor:.0%} minimum"
+        if not why and band is not None and m.tier not in band.tiers:
+            why = f"{who} is tier {m.tier}, this lead is for tier {band_text}"
+        if not why and check_hours:
+            hours = m.hours
+            is_on = open_now.get(id(hours))
+            if is_on is None:
+                is_on = open_now[id(hours)] = is_open(hours, now)
+            if not is_on:
+                why = f"{who} off-shift"
+        parts.append(("", why))
+    return parts
 
 
 def _pool(target: Target, state: TeamState) -> list[ManagerState]:
     if target.managers:
         return [state.managers[k] for k in target.managers if k in state.managers]
-    return [m for m in state.managers.values() if m.team == target.team]
+    team = target.team
+    return [m for m in state.managers.values() if m.team == team]
 
 
 def _rotate(pool: list[ManagerState], last: str | None) -> list[ManagerState]:
     """The pool starting just after the manager who got the previous lead."""
-    keys = [m.key for m in pool]
-    if last in keys:
-        start = keys.index(last) + 1
-        return pool[start:] + pool[:start]
+    if last is None:
+        return pool
+    for i, m in enumerate(pool):
+        if m.key == last:
+            start = i + 1
+            return pool[start:] + pool[:start]
     return pool
 
 
-def _load(m: ManagerState, target: Target) -> float:
-    if target.load == "value":
-        return float(m.open_value)
-    if target.load == "deals":
-        return float(m.open_deals)
-    return float(m.open_leads)
+_LOAD_ATTR = {"leads": "open_leads", "value": "open_value", "deals": "open_deals"}
 
 
 def _smooth_weighted(
@@ -245,6 +319,140 @@ def decide_target(
     lead: CleanLead, target: Target, pointer_key: str, state: TeamState, now: datetime, *, ignore_hours: bool = False
 ) -> TargetResult:
     """Filter the pool, rank the eligible by the target's strategy, pick one."""
+    return _decide_target(lead, target, pointer_key, state, now, ignore_hours, None)
+
+
+def _candidates(
+    pool: list[ManagerState], whys: list[str], target: Target, weights: dict[str, float], credit: Mapping[str, float]
+) -> list[Candidate]:
+    """Each manager's verdict with what the strategy ranks on (the candidate's rank inputs)."""
+    strategy = target.strategy
+    if strategy == "least_loaded":
+        attr = _LOAD_ATTR[target.load]
+        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {"load": float(getattr(m, attr))})
+                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
+    if weights:
+        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity,
+                          {"weight": round(weights[m.key], 4), "credit": round(credit.get(m.key, 0.0), 4)})
+                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
+    if strategy == "by_rating":
+        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {"rating": m.rating})
+                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
+    if strategy == "best_to_best":
+        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {"tier": m.tier})
+                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
+    return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {})
+            for m, why in zip(pool, whys, strict=True)]  # fmt: skip
+
+
+_LOAD_FIELDS = ("open_leads", "open_value", "open_deals")
+_STATIC_FIELDS = attrgetter(*(f.name for f in fields(ManagerState) if f.name not in _LOAD_FIELDS))
+
+
+class Router:
+    """route() for a run of leads decided at one instant on one team state carried forward: the batch.
+
+    Every decision is route()'s, to the character. Between two leads of a batch only the picked manager's load
+    changes, so the router keeps what decisions worked out per manager and per what the target asks of the lead
+    (the values of the fields it requires, the score band):
+
+    * each manager state's verdict, and its candidate record when the rank inputs depend on the manager alone (all
+      strategies but the weighted ones, whose credits move every turn), under the ManagerState object itself;
+    * the two parts of a verdict around the capacity check (see _verdict_parts), which do not look at the load,
+      under the manager: a new state of the same manager that differs only in its load (as LiveState.take makes)
+      reuses them, and any other difference makes a new manager of it.
+
+    Policies that look past the rule (on call, another team) are not remembered. A router holds on to every state
+    it has seen until forget_states() (the batch calls it with each chunk's newly read state); the verdict parts,
+    a few per manager and lead profile, are kept for the router's life.
+    """
+
+    def __init__(self, rules: RulesFile, now: datetime) -> None:
+        self.rules = rules
+        self.now = now
+        # what the target asks of the lead -> id(manager state) -> (that state, verdict, candidate or None)
+        self._memo: dict[tuple[Any, ...], dict[int, tuple[ManagerState, str, Candidate | None]]] = {}
+        # what the target asks of the lead -> manager number -> the verdict's parts
+        self._parts: dict[tuple[Any, ...], dict[int, tuple[str, str]]] = {}
+        self._numbers: dict[int, tuple[ManagerState, int]] = {}  # id(manager state) -> (that state, manager number)
+        self._latest: dict[str, tuple[ManagerState, int]] = {}  # manager key -> (a state seen, its number)
+        self._count = count()
+        # (id(state), id(target), verdict) -> candidate (the rank inputs depend on the target's strategy); the
+        # state is held by _memo's entries, which are let go together with these
+        self._made: dict[tuple[int, int, str], Candidate] = {}
+
+    def route(self, lead: CleanLead, state: TeamState) -> Decision:
+        return _route(lead, self.rules, state, self.now, self)
+
+    def forget_states(self) -> None:
+        """Let go of what is kept per manager state object; a state read afresh shares the parts with the old."""
+        for memo in self._memo.values():
+            memo.clear()
+        self._numbers.clear()
+        self._made.clear()
+
+    def _number(self, m: ManagerState) -> int:
+        """The same number for states of one manager that differ only in their load."""
+        known = self._numbers.get(id(m))
+        if known is not None:  # the entry holds its state: no other object can have that id meanwhile
+            return known[1]
+        seen = self._latest.get(m.key)
+        same = seen is not None and _STATIC_FIELDS(seen[0]) == _STATIC_FIELDS(m)
+        number = seen[1] if seen is not None and same else next(self._count)  # a new number: another manager
+        self._numbers[id(m)] = self._latest[m.key] = (m, number)  # holding m keeps its id from going to another
+        return number
+
+    def _judge(
+        self, pool: list[ManagerState], lead: CleanLead, target: Target, weighted: bool
+    ) -> tuple[list[str], list[Candidate | None]]:
+        """Verdicts and (where they can be kept) candidates for the pool: remembered ones, the rest worked out."""
+        band = tier_band(lead, target.tiers) if target.strategy == "best_to_best" else None
+        # The target is the rules file's own object (the router holds the file), and so are the bands: ids stay unique.
+        wanted = (id(target), id(band), *[lead.value_of(name) for name in target.require])
+        memo = self._memo.get(wanted)
+        if memo is None:
+            memo = self._memo[wanted] = {}
+            self._parts[wanted] = {}
+        # An entry holds its manager state, so while it is there no other object can have that id.
+        hits = [memo.get(id(m)) for m in pool]
+        if None not in hits:
+            return [h[1] for h in hits], [h[2] for h in hits]  # type: ignore[index]
+        whys = [h[1] if h is not None else "" for h in hits]
+        kept = [h[2] if h is not None else None for h in hits]
+        missing = [i for i, h in enumerate(hits) if h is None]
+        parts = self._parts[wanted]
+        numbers = [self._number(pool[i]) for i in missing]
+        new = [(i, n) for i, n in zip(missing, numbers, strict=True) if n not in parts]
+        if new:
+            found = _verdict_parts([pool[i] for i, _ in new], lead, target, self.now)
+            for (_, n), part in zip(new, found, strict=True):
+                parts[n] = part
+        made = self._made
+        todo: list[tuple[int, str]] = []  # (pool index, verdict) of candidates to make
+        for i, n in zip(missing, numbers, strict=True):
+            m = pool[i]
+            before, after = parts[n]
+            why = before or (_at_capacity(m) if m.open_leads >= m.capacity else after)
+            whys[i] = why
+            if not weighted:
+                candidate = made.get((id(m), id(target), why))
+                if candidate is None:
+                    todo.append((i, why))
+                kept[i] = candidate
+        if todo:
+            fresh = _candidates([pool[i] for i, _ in todo], [why for _, why in todo], target, {}, {})
+            for (i, why), candidate in zip(todo, fresh, strict=True):
+                kept[i] = made[(id(pool[i]), id(target), why)] = candidate
+        for i in missing:
+            m = pool[i]
+            memo[id(m)] = (m, whys[i], kept[i])  # holding m keeps its id from going to another object
+        return whys, kept
+
+
+def _decide_target(
+    lead: CleanLead, target: Target, pointer_key: str, state: TeamState, now: datetime, ignore_hours: bool,
+    router: Router | None,
+) -> TargetResult:  # fmt: skip
     pool = _rotate(_pool(target, state), state.rr_pointers.get(pointer_key))
     strategy = target.strategy
     weights: dict[str, float] = {}
@@ -252,50 +460,46 @@ def decide_target(
         weights = {m.key: float(m.weight) for m in pool}
     elif strategy == "by_conversion":
         weights = {m.key: m.smoothed_conversion for m in pool}
-    candidates = []
-    eligible = []
-    for m in pool:
-        if ignore_hours and not m.on_call:
-            why = f"{m.name} is not on call"
-        else:
-            why = check_manager(m, lead, target, now, ignore_hours=ignore_hours)
-        inputs: dict[str, float | int | str] = {}
-        if strategy == "least_loaded":
-            inputs["load"] = _load(m, target)
-        elif weights:
-            inputs["weight"] = round(weights[m.key], 4)
-            inputs["credit"] = round(state.credits.get(pointer_key, {}).get(m.key, 0.0), 4)
-        elif strategy == "by_rating":
-            inputs["rating"] = m.rating
-        elif strategy == "best_to_best":
-            inputs["tier"] = m.tier
-        candidates.append(Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, inputs))
-        if not why:
-            eligible.append(m)
-    skipped = [c.why for c in candidates if not c.eligible]
+    credit = state.credits.get(pointer_key, {})
+    if router is None:
+        whys = _verdicts(pool, lead, target, now, ignore_hours=ignore_hours, on_call_only=ignore_hours)
+        candidates = _candidates(pool, whys, target, weights, credit)
+    else:
+        whys, kept = router._judge(pool, lead, target, bool(weights))
+        candidates = _candidates(pool, whys, target, weights, credit) if weights else kept  # type: ignore[assignment]
+    # least_loaded and by_rating rank on the inputs the candidates show.
+    ranks: list[Any] = []
+    if strategy == "least_loaded":
+        ranks = [c.inputs["load"] for c in candidates]
+    elif strategy == "by_rating":
+        ranks = [c.inputs["rating"] for c in candidates]
+    eligible = [i for i, why in enumerate(whys) if not why]
+    skipped = [why for why in whys if why]
     skipped_text = f"; {len(skipped)} skipped: {', '.join(skipped)}" if skipped else ""
     if not eligible:
         return TargetResult(None, candidates, f"no one eligible among {len(pool)}{skipped_text}")
     words = _STRATEGY_WORDS[strategy]
     credits = None
     if strategy == "least_loaded":
-        pick = min(eligible, key=lambda m: _load(m, target))
+        best = min(eligible, key=ranks.__getitem__)  # min() keeps the first on ties: the rotation order
+        pick = pool[best]
         unit = {"leads": "open", "value": "in open value", "deals": "open deals"}[target.load]
-        how = f"least loaded among {len(eligible)} eligible ({pick.name} has {_load(pick, target):g} {unit})"
+        how = f"least loaded among {len(eligible)} eligible ({pick.name} has {ranks[best]:g} {unit})"
     elif weights:
-        pick, credits = _smooth_weighted(eligible, weights, state.credits.get(pointer_key, {}))
+        pick, credits = _smooth_weighted([pool[i] for i in eligible], weights, credit)
         what = "weight" if strategy == "weighted_round_robin" else "conversion"
         how = f"{words} among {len(eligible)} eligible ({pick.name}'s {what} {weights[pick.key]:.2f})"
     elif strategy == "by_rating":
-        pick = max(eligible, key=lambda m: m.rating)
-        how = f"by rating among {len(eligible)} eligible ({pick.name} rated {pick.rating:g})"
+        best = max(eligible, key=ranks.__getitem__)
+        pick = pool[best]
+        how = f"by rating among {len(eligible)} eligible ({pick.name} rated {ranks[best]:g})"
     elif strategy == "best_to_best":
-        pick = eligible[0]
+        pick = pool[eligible[0]]
         band = tier_band(lead, target.tiers)
         band_text = f"score {lead.score} → tier {'/'.join(map(str, band.tiers))}" if band else "no score band"
         how = f"best to best ({band_text}), round robin among {len(eligible)} eligible"
     else:
-        pick = eligible[0]
+        pick = pool[eligible[0]]
         how = f"round robin among {len(eligible)} eligible"
     return TargetResult(pick, candidates, how + skipped_text, credits)
 
@@ -310,24 +514,37 @@ def _next_opening(target: Target, state: TeamState, now: datetime) -> datetime |
     return min(openings) if openings else None
 
 
+@lru_cache(maxsize=1024)
+def _not_matched(key: str) -> RuleCheck:
+    """The check of a rule that did not match: the same (immutable) value for every lead, made once per rule key."""
+    return RuleCheck(key, False, "")
+
+
 def route(lead: CleanLead, rules: RulesFile, state: TeamState, now: datetime) -> Decision:
     """Try matching rules in priority order, then the fallback; an unassigned decision says why."""
+    return _route(lead, rules, state, now, None)
+
+
+def _route(lead: CleanLead, rules: RulesFile, state: TeamState, now: datetime, router: Router | None) -> Decision:
     matched = matching_rules(lead, rules)
     matched_keys = tuple(r.key for r in matched)
-    targets: list[tuple[str, Target, str]] = [
-        (r.key, r, f"rule '{r.key}' matched {r.when.describe(lead)}") for r in matched
-    ]
+    described = {id(r): r.when.describe(lead) for r in matched}
+    targets: list[tuple[str, Target, str]] = [(r.key, r, f"rule '{r.key}' matched {described[id(r)]}") for r in matched]
     if rules.routing.fallback:
         targets.append((FALLBACK, rules.routing.fallback, "fallback"))
     # Only matched rules are described: the others' conditions say nothing about this lead.
     checked = {
-        r.key: RuleCheck(r.key, r.key in matched_keys, r.when.describe(lead) if r.key in matched_keys else "")
+        r.key: (
+            RuleCheck(r.key, True, described[id(r)] if id(r) in described else r.when.describe(lead))
+            if r.key in matched_keys
+            else _not_matched(r.key)
+        )
         for r in rules.ordered_rules
     }
     notes: list[str] = []
     all_candidates: list[Candidate] = []
     for key, target, intro in targets:
-        result = decide_target(lead, target, key, state, now)
+        result = _decide_target(lead, target, key, state, now, False, router)
         how = result.how
         if _off_shift(result):
             policy = target.out_of_hours

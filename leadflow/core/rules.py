@@ -135,8 +135,21 @@ class Condition(_Strict):
             for name, want in self.fields.items()
         )
 
+    @cached_property
+    def _tests(self) -> tuple[tuple[str, bool, ConditionValue | frozenset[object]], ...]:
+        # (field, read from utm, wanted): what CleanLead.value_of and _match_one would look up on every lead.
+        return tuple((name, name.startswith("utm_"), want) for name, want in self._compiled)
+
     def matches(self, lead: CleanLead) -> bool:
-        return all(_match_one(lead.value_of(name), want) for name, want in self._compiled)
+        # _match_one, with the common case (a list of values: a set lookup) inline; this runs for every rule and lead.
+        for name, from_utm, want in self._tests:
+            have = lead.utm.get(name) if from_utm else getattr(lead, name, None)
+            if type(want) is frozenset:
+                if (have.casefold() if isinstance(have, str) else have) not in want:
+                    return False
+            elif not _match_one(have, want):
+                return False
+        return True
 
     def describe(self, lead: CleanLead) -> str:
         return " and ".join(f"{name}={lead.value_of(name)}" for name in self.fields) or "any lead"

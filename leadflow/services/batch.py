@@ -36,9 +36,12 @@ import gc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from rich.table import Table
@@ -48,13 +51,14 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import FALLBACK, Decision, ManagerState, TeamState, route
+from leadflow.core.routing import FALLBACK, Decision, ManagerState, Router, TeamState
 from leadflow.core.rules import RulesFile, Target
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import announce, decision_event
 from leadflow.services.sla import INSERT_TIMER, Clock, clock_columns, plan_clock, timer_row
 from leadflow.store.db import READ_ONLY
-from leadflow.store.events import INSERT_ASSIGNMENT, append_events, assignment_row
+from leadflow.store.events import INSERT_ASSIGNMENT, INSERT_EVENT, append_events, assignment_row
+from leadflow.store.fast import Fast
 from leadflow.store.lead_rows import lead_row_to_clean
 from leadflow.store.tables import leads, rr_pointers
 from leadflow.store.team_state import ADD_LOAD, load_team_state, lock_teams
@@ -65,11 +69,14 @@ _REASON_GROUPS = 20  # distinct reasons kept in the run event (the report keeps 
 _SAMPLE_IDS = 20  # lead ids kept per reason in the run event
 _ZERO = Decimal(0)
 
-# Only the columns routing reads: the raw payload (JSON) would be parsed for every lead and never used.
+# Only the columns routing reads: the raw payload (JSON) would be parsed for every lead and never used. The
+# qualification (score, temperature, department, win probability) is read as assign_existing reads it: rule
+# conditions, best_to_best's score bands and the SLA overrides by temperature look at it.
 _QUEUE_COLUMNS = (
     leads.c.id, leads.c.channel, leads.c.source, leads.c.external_id, leads.c.name, leads.c.phone,
     leads.c.phone_type, leads.c.email, leads.c.company, leads.c.region, leads.c.product, leads.c.language,
-    leads.c.budget, leads.c.message, leads.c.utm, leads.c.created_at,
+    leads.c.budget, leads.c.message, leads.c.utm, leads.c.created_at, leads.c.score, leads.c.temperature,
+    leads.c.department, leads.c.win_probability,
 )  # fmt: skip
 _IN_QUEUE = (leads.c.status == "new", leads.c.manager_id.is_(None), leads.c.queue.is_(None))
 _QUEUE = (
@@ -99,6 +106,11 @@ _ASSIGN_LEAD = (
     )
 )
 _NO_POINTER = ("sticky", "chain", "chain_end", None)  # apply_decision keeps the rotation for these
+_ASSIGN_LEADS = Fast(_ASSIGN_LEAD)
+_INSERT_ASSIGNMENTS = Fast(INSERT_ASSIGNMENT)
+_INSERT_EVENTS = Fast(INSERT_EVENT)
+_INSERT_TIMERS = Fast(INSERT_TIMER)
+_ADD_LOADS = Fast(ADD_LOAD)
 
 
 @dataclass
@@ -169,6 +181,12 @@ class BatchReport:
         return table
 
 
+_FIELD_NAMES = [f.name for f in dataclass_fields(ManagerState)]
+_manager_fields = attrgetter(*_FIELD_NAMES)
+_OPEN_LEADS = _FIELD_NAMES.index("open_leads")
+_OPEN_VALUE = _FIELD_NAMES.index("open_value")
+
+
 class LiveState:
     """The team state a batch decides on, kept current in memory after every decision.
 
@@ -187,7 +205,11 @@ class LiveState:
         if decision.manager_key is None:
             return
         m = self.managers[decision.manager_key]
-        self.managers[m.key] = replace(m, open_leads=m.open_leads + 1, open_value=m.open_value + (value or _ZERO))
+        # dataclasses.replace, without its per-call look-up of the fields: a new state, the old one left as it was.
+        fields = list(_manager_fields(m))
+        fields[_OPEN_LEADS] = m.open_leads + 1
+        fields[_OPEN_VALUE] = m.open_value + (value or _ZERO)
+        self.managers[m.key] = ManagerState(*fields)
         if decision.pointer is not None and decision.strategy not in _NO_POINTER:
             rule_key, manager_key = decision.pointer
             self.pointers[rule_key] = manager_key
@@ -253,18 +275,20 @@ def assign_backlog(
     report = BatchReport(dry_run=dry_run)
     rules = app.rules
     clocks = _Clocks(rules, now)
+    # route() itself, remembering what does not change from one lead to the next (see Router).
+    router = Router(rules, now)
     # The rotation pointers of every rule are a few rows; reading them all keeps this independent of the leads.
     rule_keys = [r.key for r in rules.routing.rules] + [FALLBACK]
     team_keys = _routing_teams(rules)
-    queue = _read_queue(app, limit)
+    with _gc_paused():
+        queue = _read_queue(app, limit)
     chunks = [queue[i : i + chunk] for i in range(0, len(queue), chunk)]
     if dry_run:
         with app.engine.connect().execution_options(**READ_ONLY) as conn:
             live = LiveState(load_team_state(conn, team_keys, rule_keys, rules.default_timezone))
         for part in chunks:
             with _gc_paused():
-                plans = _decide(part, rules, live, clocks, now)
-            _tally(report, plans)
+                _decide_chunk(report, part, router, live, clocks, None)
             report.chunks += 1
             if progress is not None:
                 progress(len(part))
@@ -279,9 +303,7 @@ def assign_backlog(
                 lock_teams(conn, team_keys)
                 live = LiveState(load_team_state(conn, team_keys, rule_keys, rules.default_timezone))
                 with _gc_paused():
-                    plans = _decide(still_queued, rules, live, clocks, now)
-                    _write(conn, app, plans, now)
-                _tally(report, plans)
+                    _decide_chunk(report, still_queued, router, live, clocks, partial(_write, conn, app, now=now))
                 report.chunks += 1
                 if n == len(chunks) - 1:
                     _write_run_event(conn, report, now)
@@ -293,13 +315,15 @@ def assign_backlog(
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while one chunk is decided and written.
+    """No cyclic garbage collection while the queue is read, or one chunk is decided and written.
 
     A chunk allocates tens of thousands of short-lived objects (decisions, candidates, their rows). None of them
     form cycles, so reference counting frees them. Their allocation count still sets off collections, and the full
     ones scan the whole long-lived heap each time. That was a fifth of a run's CPU. The pause lasts one chunk (500
-    leads: tens of milliseconds), and collection resumes between chunks. If the collector was already off (another
-    batch in this process, or the host application), it stays off.
+    leads: tens of milliseconds), and collection resumes between chunks. The chunk's objects are freed before it
+    resumes (_decide_chunk), and the queue is read paused too: otherwise the collections that followed each pause
+    went through all of them (3% of a run). If the collector was already off (another batch in this process, or the
+    host application), it stays off.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -330,10 +354,26 @@ def _routing_teams(rules: RulesFile) -> list[str]:
     return sorted(found)
 
 
-def _decide(part: Sequence[_Queued], rules: RulesFile, live: LiveState, clocks: _Clocks, now: datetime) -> list[_Plan]:
+def _decide_chunk(
+    report: BatchReport, part: Sequence[_Queued], router: Router, live: LiveState, clocks: _Clocks,
+    write: Callable[[list[_Plan]], None] | None,
+) -> None:  # fmt: skip
+    """Decide a chunk, write it (unless dry), count it in the report, and let go of what it made.
+
+    Run with the collector paused: the decisions, candidates and rows of the chunk are freed here, before it resumes,
+    so that they do not count towards its next collection (see _gc_paused).
+    """
+    plans = _decide(part, router, live, clocks)
+    if write is not None:
+        write(plans)
+    _tally(report, plans)
+    router.forget_states()  # what the router keeps per state object lasts a chunk: the next reads its own state
+
+
+def _decide(part: Sequence[_Queued], router: Router, live: LiveState, clocks: _Clocks) -> list[_Plan]:
     plans = []
     for q in part:
-        decision = route(q.lead, rules, live.view, now)
+        decision = router.route(q.lead, live.view)
         # The owner as the decision saw them, before this lead counts in their load: what assign_existing uses.
         owner = live.managers.get(decision.manager_key) if decision.manager_key else None
         clock = clocks.plan(q.lead, decision, owner) if owner is not None else None
@@ -359,7 +399,7 @@ def _tally(report: BatchReport, plans: Iterable[_Plan]) -> None:
         report.assigned += 1
 
 
-def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], now: datetime) -> None:
+def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: datetime) -> None:
     """The rows assign_existing writes for each assigned lead, one executemany per table for the whole chunk."""
     lead_rows: list[dict[str, Any]] = []
     assignment_rows: list[dict[str, Any]] = []
@@ -389,13 +429,12 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], now: datetim
             pointers[rule_key] = (manager_key, d.credits[1] if d.credits is not None else None)
     if not lead_rows:
         return
-    conn.execute(_ASSIGN_LEAD, lead_rows)
-    conn.execute(INSERT_ASSIGNMENT, assignment_rows)
-    append_events(conn, event_rows)
-    if timer_rows:
-        conn.execute(INSERT_TIMER, timer_rows)
+    _ASSIGN_LEADS.run_many(conn, lead_rows)
+    _INSERT_ASSIGNMENTS.run_many(conn, assignment_rows)
+    _INSERT_EVENTS.run_many(conn, event_rows)
+    _INSERT_TIMERS.run_many(conn, timer_rows)
     # Sorted by id: two writers updating the same managers then lock the rows in the same order.
-    conn.execute(ADD_LOAD, [{"manager_id": m, "delta": c, "value": v} for m, (c, v) in sorted(load.items())])
+    _ADD_LOADS.run_many(conn, [{"manager_id": m, "delta": c, "value": v} for m, (c, v) in sorted(load.items())])
     _save_pointers(conn, pointers)
     for p in plans:
         if p.decision.manager_id is not None:

@@ -59,12 +59,14 @@ class Fast:
         defaults = {key: bind.effective_value for key, bind in compiled.binds.items() if not bind.required}
         return _Compiled(compiled.string, positional, processors, defaults, row, types, [])
 
-    def _prepare(self, conn: Connection, params: Params) -> tuple[_Compiled, Any]:
-        dialect = conn.dialect
-        key = (dialect.name, tuple(params))
-        compiled = self._compiled.get(key)
+    def _compiled_for(self, dialect: Dialect, names: tuple[str, ...]) -> _Compiled:
+        compiled = self._compiled.get((dialect.name, names))
         if compiled is None:
-            compiled = self._compiled[key] = self._compile(dialect, key[1])
+            compiled = self._compiled[(dialect.name, names)] = self._compile(dialect, names)
+        return compiled
+
+    def _prepare(self, conn: Connection, params: Params) -> tuple[_Compiled, Any]:
+        compiled = self._compiled_for(conn.dialect, tuple(params))
         if compiled.defaults:
             params = compiled.defaults | dict(params)
         if compiled.processors:
@@ -100,12 +102,27 @@ class Fast:
         return self._execute(conn, compiled.sql, values, False)
 
     def run_many(self, conn: Connection, rows: Sequence[Params]) -> None:
-        """Execute once per row (every row with the same keys), in one driver call."""
+        """Execute once per row (every row with the keys of the first), in one driver call.
+
+        The parameters are worked out a column at a time, and each distinct value object is converted once: a batch
+        repeats a few values thousands of times (the run's `now` in several columns, the deadlines leads share).
+        """
         if not rows:
             return
-        prepared = [self._prepare(conn, r) for r in rows]
-        compiled = prepared[0][0]
-        self._execute(conn, compiled.sql, [v for _, v in prepared], True).close()
+        compiled = self._compiled_for(conn.dialect, tuple(rows[0]))
+        n = len(rows)
+        columns: dict[str, list[Any]] = {name: [value] * n for name, value in compiled.defaults.items()}
+        for name in rows[0]:
+            columns[name] = [row[name] for row in rows]
+        for name, process in compiled.processors:
+            if name in columns:
+                columns[name] = _each_once(process, columns[name])
+        if compiled.names is not None:
+            params: list[Any] = list(zip(*[columns[name] for name in compiled.names], strict=True))
+        else:
+            names = list(columns)
+            params = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        self._execute(conn, compiled.sql, params, True).close()
 
     def all(self, conn: Connection, params: Params) -> list[Any]:
         compiled, values = self._prepare(conn, params)
@@ -137,6 +154,25 @@ class Fast:
     def scalar(self, conn: Connection, params: Params) -> Any:
         row = self.first(conn, params)
         return None if row is None else row[0]
+
+
+_UNSET = object()
+
+
+def _each_once(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    """A bind processor over a column, once per distinct object.
+
+    Within one executemany nothing changes the values, and the column holds them all (so their ids stay theirs):
+    an object seen before converts as it did.
+    """
+    done: dict[int, Any] = {}
+    out = []
+    for value in values:
+        result = done.get(id(value), _UNSET)
+        if result is _UNSET:
+            result = done[id(value)] = process(value)
+        out.append(result)
+    return out
 
 
 class FastIn:

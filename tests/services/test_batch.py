@@ -310,3 +310,40 @@ def test_bad_arguments_are_refused(make_app: Callable[[str], Leadflow]) -> None:
     empty = assign_backlog(app, NOW)
     assert isinstance(empty, BatchReport) and (empty.assigned, empty.chunks) == (0, 0)
     assert count(app.engine, events, events.c.type == RUN_EVENT) == 0  # an empty queue leaves no record
+
+
+def test_a_batch_reads_the_qualification_as_assign_existing_does(make_app: Callable[[str], Leadflow]) -> None:
+    # The score picks the tier (best_to_best), the temperature picks the SLA override, the department a rule.
+    rules = (
+        six(strategy="best_to_best")
+        .replace("m1, name: Manager 1", "m1, name: Manager 1, tier: 2")
+        .replace("m2, name: Manager 2", "m2, name: Manager 2, tier: 1")
+        .replace("- {key: all,", "- {key: vip, team: sales, when: {department: vip}, strategy: least_loaded}\n    - {key: all,")
+        .replace("count: wall_clock}", "count: wall_clock}\n  overrides:\n    - {temperature: red_hot, first_contact: 5m}")
+    )  # fmt: skip
+    app = make_app(rules)
+    hot, vip = insert_backlog(app.engine, [Decimal("900.00"), Decimal("100.00")])
+    with app.engine.begin() as conn:
+        conn.execute(
+            update(leads).where(leads.c.id == hot).values(score=18, temperature="red_hot", win_probability=0.8)
+        )
+        conn.execute(update(leads).where(leads.c.id == vip).values(score=3, temperature="cold", department="vip"))
+
+    def own_rows(conn: Any, lead_id: int) -> dict[str, Any]:
+        return {k: v for k, v in rows_of(conn, lead_id).items() if k in ("lead", "assignments", "events", "timers")}
+
+    with app.engine.connect() as conn:
+        trans = conn.begin()
+        for lead_id in (hot, vip):
+            row = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
+            assign_existing(conn, app, row, NOW, kind="batch")
+        expected = {lead_id: own_rows(conn, lead_id) for lead_id in (hot, vip)}
+        trans.rollback()
+
+    report = assign_backlog(app, NOW)
+    assert report.picks == {hot: "m2", vip: "m1"}  # tier 1 for the score of 18; the vip rule, least loaded
+    with app.engine.connect() as conn:
+        got = {lead_id: own_rows(conn, lead_id) for lead_id in (hot, vip)}
+    assert got == expected
+    assert got[hot]["lead"]["sla_due_at"] == NOW + timedelta(minutes=5)  # the red-hot override
+    assert got[vip]["assignments"][0]["rule_key"] == "vip"
