@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import JSON, Engine, Table, event, text
 from sqlalchemy.engine import Connection, make_url
 
@@ -60,7 +61,7 @@ from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import parse_rules
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
-from leadflow.store.db import make_engine, migrate
+from leadflow.store.db import dumps_json, make_engine, migrate
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, leads, metadata
 from leadflow.store.team_state import apply_rules_people
@@ -684,6 +685,9 @@ class PostgresBackend(Backend):
 
     def replay(self, url: str, units: Sequence[Unit], warmup: int, lead_only: bool) -> Phase:
         conn = psycopg.connect(libpq_url(url))
+        # The JSON parameters captured are psycopg's Json wrappers, encoded when sent: with leadflow's encoder, as
+        # its engine sets it on every connection.
+        set_json_dumps(dumps_json, conn)
         cur = conn.cursor()
         execute, executemany, fetchall, commit = cur.execute, cur.executemany, cur.fetchall, conn.commit
         work = [(u.lead_insert,) if lead_only else u.statements for u in units]
