@@ -139,6 +139,55 @@ class Decision:
     def assigned(self) -> bool:
         return self.manager_key is not None
 
+    @property
+    def moves_rotation(self) -> bool:
+        """Whether the rule's round-robin pointer follows this pick (an owner kept or a chain hop leaves it)."""
+        return self.pointer is not None and self.strategy not in ("sticky", "chain", "chain_end", None)
+
+
+_FIELD_NAMES = [f.name for f in fields(ManagerState)]
+_ALL_FIELDS = attrgetter(*_FIELD_NAMES)
+_OPEN_LEADS, _OPEN_VALUE = _FIELD_NAMES.index("open_leads"), _FIELD_NAMES.index("open_value")
+_ZERO = Decimal(0)
+
+
+class LiveState:
+    """A team state carried forward in memory between decisions: a batch, a round of escalations.
+
+    The mappings inside ``view`` are this object's own dicts, changed in place: building a new TeamState with a
+    copied manager dict for each decision would cost O(managers) per lead.
+    """
+
+    def __init__(self, state: TeamState) -> None:
+        self.managers: dict[str, ManagerState] = dict(state.managers)
+        self.pointers: dict[str, str | None] = dict(state.rr_pointers)
+        self.credits: dict[str, Mapping[str, float]] = dict(state.credits)
+        self.view = TeamState(self.managers, self.pointers, self.credits)
+
+    def count(self, manager_key: str, delta: int, value: Decimal | None) -> None:
+        """A lead in (+1) or out (-1) of a manager's open work: a new state, the old one left as it was."""
+        m = self.managers[manager_key]
+        # dataclasses.replace, without its per-call look-up of the fields.
+        values = list(_ALL_FIELDS(m))
+        values[_OPEN_LEADS] = m.open_leads + delta
+        values[_OPEN_VALUE] = m.open_value + (value or _ZERO) * delta
+        self.managers[manager_key] = ManagerState(*values)
+
+    def follow(self, decision: Decision) -> None:
+        """Move the rule's rotation (and a weighted strategy's credits) as the decision says."""
+        if decision.pointer is not None:
+            self.pointers[decision.pointer[0]] = decision.pointer[1]
+        if decision.credits is not None:
+            self.credits[decision.credits[0]] = decision.credits[1]
+
+    def take(self, decision: Decision, value: Decimal | None) -> None:
+        """Count a new lead in the picked manager's load, and move the rotation as intake would."""
+        if decision.manager_key is None:
+            return
+        self.count(decision.manager_key, +1, value)
+        if decision.moves_rotation:
+            self.follow(decision)
+
 
 def matching_rules(lead: CleanLead, rules: RulesFile) -> list[Rule]:
     return [r for r in rules.ordered_rules if r.when.matches(lead)]
@@ -346,7 +395,7 @@ def _candidates(
 
 
 _LOAD_FIELDS = ("open_leads", "open_value", "open_deals")
-_STATIC_FIELDS = attrgetter(*(f.name for f in fields(ManagerState) if f.name not in _LOAD_FIELDS))
+_STATIC_FIELDS = attrgetter(*(n for n in _FIELD_NAMES if n not in _LOAD_FIELDS))
 
 
 class Router:

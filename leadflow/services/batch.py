@@ -37,11 +37,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from operator import attrgetter
 from typing import Any
 
 from rich.table import Table
@@ -51,7 +49,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import FALLBACK, Decision, ManagerState, Router, TeamState
+from leadflow.core.routing import FALLBACK, Decision, LiveState, ManagerState, Router
 from leadflow.core.rules import RulesFile, Target
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import announce, decision_event
@@ -105,7 +103,6 @@ _ASSIGN_LEAD = (
         rule_key=bindparam("b_rule_key"),
     )
 )
-_NO_POINTER = ("sticky", "chain", "chain_end", None)  # apply_decision keeps the rotation for these
 _ASSIGN_LEADS = Fast(_ASSIGN_LEAD)
 _INSERT_ASSIGNMENTS = Fast(INSERT_ASSIGNMENT)
 _INSERT_EVENTS = Fast(INSERT_EVENT)
@@ -179,42 +176,6 @@ class BatchReport:
         for reason, count, ids in self.reasons()[:limit]:
             table.add_row(str(count), reason, ", ".join(map(str, ids[:5])))
         return table
-
-
-_FIELD_NAMES = [f.name for f in dataclass_fields(ManagerState)]
-_manager_fields = attrgetter(*_FIELD_NAMES)
-_OPEN_LEADS = _FIELD_NAMES.index("open_leads")
-_OPEN_VALUE = _FIELD_NAMES.index("open_value")
-
-
-class LiveState:
-    """The team state a batch decides on, kept current in memory after every decision.
-
-    The mappings inside ``view`` are this object's own dicts, changed in place: building a new TeamState with a
-    copied manager dict for each decision would cost O(managers) per lead.
-    """
-
-    def __init__(self, state: TeamState) -> None:
-        self.managers: dict[str, ManagerState] = dict(state.managers)
-        self.pointers: dict[str, str | None] = dict(state.rr_pointers)
-        self.credits: dict[str, Mapping[str, float]] = dict(state.credits)
-        self.view = TeamState(self.managers, self.pointers, self.credits)
-
-    def take(self, decision: Decision, value: Decimal | None) -> None:
-        """Count the lead in the picked manager's load, and move the rotation as apply_decision would."""
-        if decision.manager_key is None:
-            return
-        m = self.managers[decision.manager_key]
-        # dataclasses.replace, without its per-call look-up of the fields: a new state, the old one left as it was.
-        fields = list(_manager_fields(m))
-        fields[_OPEN_LEADS] = m.open_leads + 1
-        fields[_OPEN_VALUE] = m.open_value + (value or _ZERO)
-        self.managers[m.key] = ManagerState(*fields)
-        if decision.pointer is not None and decision.strategy not in _NO_POINTER:
-            rule_key, manager_key = decision.pointer
-            self.pointers[rule_key] = manager_key
-            if decision.credits is not None:
-                self.credits[rule_key] = decision.credits[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +384,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
             timer_rows.append(timer_row(lead_id, p.clock, p.owner, d.rule_key, now))
         count, value = load.get(d.manager_id, (0, _ZERO))
         load[d.manager_id] = (count + 1, value + (budget or _ZERO))
-        if d.pointer is not None and d.strategy not in _NO_POINTER:
+        if d.pointer is not None and d.moves_rotation:
             rule_key, manager_key = d.pointer
             # A rule's strategy is fixed, so either all of its decisions carry credits or none do: keep the last.
             pointers[rule_key] = (manager_key, d.credits[1] if d.credits is not None else None)

@@ -306,7 +306,7 @@ def apply_decision(
     record_assignment(conn, lead_id, decision, kind, now)
     if decision.manager_id is not None:
         add_load(conn, decision.manager_id, +1, value)
-    if decision.pointer is not None and decision.strategy not in ("sticky", "chain", "chain_end", None):
+    if decision.pointer is not None and decision.moves_rotation:
         save_pointer(conn, *decision.pointer, decision.credits[1] if decision.credits else None)
 
 

@@ -8,7 +8,7 @@ same transaction that deletes the timer, so every deadline is acted on exactly o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import FALLBACK, Decision, ManagerState, TeamState, teams_involved
+from leadflow.core.routing import FALLBACK, Decision, LiveState, ManagerState, teams_involved
 from leadflow.core.rules import RulesFile, SlaPolicy
 from leadflow.core.schedule import format_duration
 from leadflow.core.sla import BANDS, first_contact_due, next_owner, policy_for, response_band
@@ -207,45 +207,31 @@ class _BatchState:
     """The team state of one escalation transaction: read once, kept current in memory as leads move.
 
     Reading it again for every escalation costs more than the decisions; the teams stay locked (PostgreSQL) for
-    the whole transaction, so nobody else changes it meanwhile. ``view`` holds this object's own dicts, changed
-    in place, with the managers in id order as routing reads them.
+    the whole transaction, so nobody else changes it meanwhile.
     """
 
-    managers: dict[str, ManagerState]
-    pointers: dict[str, str | None]
-    credits: dict[str, Mapping[str, float]]
+    live: LiveState
     teams: dict[str, RowMapping]
-    by_id: dict[int, str] = field(default_factory=dict)
+    by_id: dict[int, str]
 
     @classmethod
     def read(cls, conn: Connection, team_keys: list[str], rule_keys: list[str], default_tz: str) -> _BatchState:
-        loaded = load_team_state(conn, team_keys, rule_keys, default_tz)
-        people = dict(sorted(loaded.managers.items(), key=lambda kv: kv[1].id))
+        live = LiveState(load_team_state(conn, team_keys, rule_keys, default_tz))
         rows = {r["key"]: r for r in conn.execute(_TEAMS, {"keys": team_keys}).mappings()} if team_keys else {}
-        state = cls(people, dict(loaded.rr_pointers), dict(loaded.credits), rows)
-        state.by_id = {m.id: m.key for m in people.values()}
-        return state
-
-    @property
-    def view(self) -> TeamState:
-        return TeamState(self.managers, self.pointers, self.credits)
+        return cls(live, rows, {m.id: m.key for m in live.managers.values()})
 
     def of(self, manager_id: int | None) -> ManagerState | None:
         key = self.by_id.get(manager_id) if manager_id is not None else None
-        return self.managers[key] if key is not None else None
+        return self.live.managers[key] if key is not None else None
 
     def moved(self, lead: RowMapping, decision: Decision) -> None:
-        value = lead["budget"] or _ZERO
+        """The lead leaves its owner for the decision's manager; the rotation follows (as the batch writes it)."""
         old = self.of(lead["manager_id"])
         if old is not None:
-            self.managers[old.key] = replace(old, open_leads=old.open_leads - 1, open_value=old.open_value - value)
-        if decision.manager_key in self.managers:
-            m = self.managers[decision.manager_key]
-            self.managers[m.key] = replace(m, open_leads=m.open_leads + 1, open_value=m.open_value + value)
-        if decision.pointer is not None:
-            self.pointers[decision.pointer[0]] = decision.pointer[1]
-        if decision.credits is not None:
-            self.credits[decision.credits[0]] = decision.credits[1]
+            self.live.count(old.key, -1, lead["budget"])
+        if decision.manager_key in self.live.managers:
+            self.live.count(decision.manager_key, +1, lead["budget"])
+        self.live.follow(decision)
 
 
 @dataclass(slots=True)
@@ -421,12 +407,12 @@ def _escalate(
     current = state.of(lead["manager_id"])
     current_key = current.key if current else data["manager"]
     esc = next_owner(
-        clean, rules, state.view, now, policy=policy, current_key=current_key, hop=int(data.get("hop", 0)),
+        clean, rules, state.live.view, now, policy=policy, current_key=current_key, hop=int(data.get("hop", 0)),
         tried=tuple(data.get("tried", ())), rule_key=data.get("rule"), team_key=team_key,
         head_key=team["head_key"] if team else None,
     )  # fmt: skip
     decision = esc.decision
-    new_owner = state.managers.get(decision.manager_key) if decision.manager_key else None
+    new_owner = state.live.managers.get(decision.manager_key) if decision.manager_key else None
     values: dict[str, Any] = {"manager_id": decision.manager_id, "sla_hops": esc.hop, "updated_at": now}
     if new_owner is None:
         values.update(status="new", sla_state="exhausted", sla_due_at=None, assigned_at=None)

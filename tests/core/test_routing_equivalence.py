@@ -10,10 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import ManagerState, Router, TeamState, check_manager, route
+from leadflow.core.routing import LiveState, ManagerState, Router, TeamState, check_manager, route
 from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import parse_rules
-from leadflow.services.batch import LiveState
 from tests.core import routing_reference as reference
 from tests.core.test_routing_properties import scenarios, target_of
 
