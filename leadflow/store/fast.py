@@ -67,10 +67,8 @@ class Fast:
 
     def _prepare(self, conn: Connection, params: Params) -> tuple[_Compiled, Any]:
         compiled = self._compiled_for(conn.dialect, tuple(params))
-        if compiled.defaults:
-            params = compiled.defaults | dict(params)
-        if compiled.processors:
-            params = dict(params)
+        if compiled.defaults or compiled.processors:
+            params = {**compiled.defaults, **params}  # a copy: the caller's dict is left as it was
             for name, process in compiled.processors:
                 if name in params:
                     params[name] = process(params[name])

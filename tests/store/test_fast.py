@@ -7,12 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, bindparam, event, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, bindparam, event, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from leadflow.store.fast import Fast, FastIn
-from leadflow.store.tables import events, leads, managers, rr_pointers, teams
+from leadflow.store.tables import UTCDateTime, events, leads, managers, rr_pointers, teams
 
 NOW = datetime(2026, 3, 3, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -117,13 +118,8 @@ def test_statements_with_python_defaults_are_refused(engine: Engine) -> None:
         Fast(table.insert()).run(conn, {"id": 1})
 
 
-def test_times_on_sqlite_are_the_text_sqlalchemy_writes(tmp_path: Any) -> None:
+def test_times_on_sqlite_are_the_text_sqlalchemy_writes() -> None:
     """UTCDateTime's own SQLite conversion writes and reads exactly what SQLAlchemy's DATETIME does."""
-    from sqlalchemy import DateTime
-    from sqlalchemy.dialects import sqlite
-
-    from leadflow.store.tables import UTCDateTime
-
     dialect = sqlite.dialect()
     ours_in, ours_out = UTCDateTime().bind_processor(dialect), UTCDateTime().result_processor(dialect, None)
     theirs_in = DateTime().dialect_impl(dialect).bind_processor(dialect)
