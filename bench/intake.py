@@ -4,7 +4,7 @@
 
 Per repeat, each on a fresh copy of one pre-filled base (100k contacts, 10k companies, 10 managers):
 
-* full path: ``LeadIn.model_validate`` + ``take_lead`` per lead: validate, normalise, idempotency check, junk rules,
+* full path: ``receive`` per lead, as the HTTP layer calls it: read, validate, normalise, idempotency check, junk rules,
   dedupe (contacts, open leads, companies), routing, one transaction per lead;
 * raw, same rows: every INSERT / UPDATE / DELETE the full path sent, as captured from its driver calls in one
   untimed pass, replayed with the bare driver (stdlib ``sqlite3`` / ``psycopg``), one transaction per lead; the
@@ -60,7 +60,7 @@ from leadflow.core.lead import CleanLead, LeadIn
 from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import parse_rules
 from leadflow.services.context import Leadflow
-from leadflow.services.intake import take_lead
+from leadflow.services.intake import receive
 from leadflow.store.db import dumps_json, make_engine, migrate
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, leads, metadata
@@ -114,7 +114,7 @@ junk:
   own_domains: [leadflow-bank.ua]
   keywords: [test lead, тестова заявка, casino]
   blocked_sources: [spam-partner]
-  require_contact: true
+  no_contact: junk
 dedupe: {company_similarity: 90}
 """
 
@@ -456,8 +456,7 @@ def run_full_path(
     def one(case: LeadCase) -> None:
         if capture is not None:
             capture.next_lead()
-        lead_in = LeadIn.model_validate(case.data)  # what the HTTP layer does with a JSON body
-        take_lead(app, lead_in, case.now, raw=case.data, idempotency_key=case.idempotency_key)
+        receive(app, case.data, case.now, idempotency_key=case.idempotency_key)  # what the HTTP layer calls
 
     return timed_loop("full path", cases, warmup, one, profiler)
 
@@ -1065,7 +1064,7 @@ def report(result: dict[str, Any]) -> None:
     s, st = result["summary"], result["settings"]
     m = result["machine"]
     db = st["database"] + (f", WAL, synchronous={st['sqlite_synchronous']}" if st["sqlite_synchronous"] else "")
-    labels = {"full": "full path (take_lead)", "raw": "raw driver, same rows", "lead_only": "raw driver, 1 lead row"}
+    labels = {"full": "full path (receive)", "raw": "raw driver, same rows", "lead_only": "raw driver, 1 lead row"}
     rows: list[tuple[str, ...]] = []
     for side in ("full", "raw", "lead_only"):
         f = s[side]

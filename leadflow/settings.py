@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from leadflow.channels.config import NotifyConfig
 
@@ -27,10 +27,19 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger lead posts are refused with 413.")
     base_url: str | None = Field(None, description="Public address used in links to leads; default http://host:port.")
+    form_redirect_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts a site form's `_redirect` may send visitors to, beside the site the form was posted from.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description="LEADFLOW_NOTIFY__SMTP_HOST and so on.")
     worker_poll_seconds: float = Field(0.25, gt=0, le=5, description="Longest sleep of the worker between looks.")
+
+    @field_validator("form_redirect_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip().lower() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @property
     def public_url(self) -> str:

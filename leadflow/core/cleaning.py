@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 
 import phonenumbers
@@ -11,7 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from phonenumbers import NumberParseException, PhoneNumberType
 
 from leadflow.core.errors import FieldProblem, InvalidInput
-from leadflow.core.lead import CleanLead, LeadIn
+from leadflow.core.lead import CONTACT_FIELDS, CleanLead, LeadIn
 
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 _PARSE_REASONS = {
@@ -78,22 +79,37 @@ def company_block(key: str) -> str:
     return key.replace(" ", "")[:3]
 
 
-def clean_lead(lead: LeadIn, default_region: str) -> CleanLead:
-    """Validate and normalise; every problem is reported at once, each with its field."""
-    problems: list[FieldProblem] = []
+def _phone(raw: str, region: str) -> tuple[str, str]:
+    try:
+        return normalize_phone(raw, region)
+    except InvalidInput:
+        # Integrations send numbers as digits without the plus ("380671234567"): try it as international.
+        digits = raw.lstrip("0")
+        if raw.isdigit() and len(digits) >= 10:
+            try:
+                return normalize_phone("+" + digits, region)
+            except InvalidInput:
+                pass
+        raise
+
+
+def clean_lead(lead: LeadIn, default_region: str, problems: Sequence[FieldProblem] = ()) -> CleanLead:
+    """Normalise; a phone or e-mail that cannot be used is left out and named in `problems`, never raised.
+
+    Whether a lead without any usable contact is refused, set aside or routed is the intake's decision.
+    """
+    found = list(problems)
     phone = phone_type = email = None
     if lead.phone:
         try:
-            phone, phone_type = normalize_phone(lead.phone, lead.region or default_region)
+            phone, phone_type = _phone(lead.phone, lead.region or default_region)
         except InvalidInput as exc:
-            problems += exc.problems
+            found += exc.problems
     if lead.email:
         try:
             email = normalize_email(lead.email)
         except InvalidInput as exc:
-            problems += exc.problems
-    if problems:
-        raise InvalidInput(problems)
+            found += exc.problems
     key = company_key(lead.company) if lead.company else None
     utm = {
         name: value
@@ -116,4 +132,15 @@ def clean_lead(lead: LeadIn, default_region: str) -> CleanLead:
         budget=lead.budget,
         message=lead.message,
         utm=utm,
+        messenger_id=lead.messenger_id,
+        extra=lead.extra or {},
+        problems=tuple(found),
     )
+
+
+def no_contact_problems(lead: CleanLead) -> list[FieldProblem]:
+    """Why a lead cannot be used: the contact fields that were wrong, or that none was given."""
+    wrong = [p for p in lead.problems if p.field in CONTACT_FIELDS]
+    given = "; ".join(p.reason for p in wrong)
+    why = f"no usable way to reach the client ({given})" if wrong else "no way to reach the client"
+    return [*wrong, FieldProblem("contact", f"{why}: give a valid phone, e-mail or messenger_id")]

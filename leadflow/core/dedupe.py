@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 MatchKind = Literal["contact", "lead", "company"]
 # A person matched by phone or e-mail outranks an open lead, which outranks a fuzzy company name.
-_RANK = {("contact", "phone"): 0, ("contact", "email"): 0, ("lead", "phone"): 1, ("lead", "email"): 1}
+_RANK = {
+    ("contact", "phone"): 0, ("contact", "email"): 0,
+    ("lead", "phone"): 1, ("lead", "email"): 1, ("lead", "messenger_id"): 1,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     kind: MatchKind
     id: int
-    by: Literal["phone", "email", "company"]
+    by: Literal["phone", "email", "messenger_id", "company"]
     value: str
     owner_id: int | None
     owner_name: str | None = None
     contact_id: int | None = None
     company_id: int | None = None
     score: float = 100.0  # similarity for company names
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +48,18 @@ def choose_duplicate(matches: Iterable[Match]) -> Duplicate | None:
     how = f"{best.by} {best.value}" if best.by != "company" else f"company name '{best.value}' ({best.score:.0f}%)"
     owner = f", owned by {best.owner_name}" if best.owner_name else ", no owner yet"
     return Duplicate(best, f"duplicate of {what} #{best.id} by {how}{owner}")
+
+
+_FOLDS_BY = frozenset({"phone", "email", "messenger_id"})
+
+
+def fold_target(matches: Iterable[Match], now: datetime, window: timedelta | None) -> Match | None:
+    """The client's open lead a new request joins: the newest one that arrived within `window`.
+
+    Only the same person counts (phone, e-mail, the messenger id), never a company name alone.
+    """
+    if window is None:
+        return None
+    since = now - window
+    recent = [m for m in matches if m.kind == "lead" and m.by in _FOLDS_BY and m.created_at and m.created_at >= since]
+    return max(recent, key=lambda m: (m.created_at, m.id)) if recent else None

@@ -12,6 +12,7 @@ The context is a plain dict. Keys the built-in templates use, all optional (miss
 - ``minutes``: minutes left before the lead moves on; ``hop`` / ``max_hops``: escalation step and chain length
 - ``due_at_local``: the first-contact deadline, already formatted in the recipient's time zone
 - ``link``: the lead's page; ``reason``: why a lead went unassigned; ``team_name``
+- ``message``: what the client wrote in a repeated request; ``contacted_by``: who reached the client
 - ``event_type`` is always set by :func:`render`.
 
 Pure: no I/O, no clock.
@@ -60,6 +61,8 @@ CONTEXT_KEYS = (
     "reason",
     "team_name",
     "waited",
+    "message",
+    "contacted_by",
 )
 
 
@@ -182,6 +185,32 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "Новый лид{% if team_name %} ({{ team_name }}){% endif %} не удалось назначить ни одному менеджеру."
         "{% if reason %} Причина: {{ reason }}.{% endif %} Кто возьмёт?\n\n" + _DETAILS["ru"] + _LINK,
     },
+}
+
+_BUILTIN["lead.repeat"] = {
+    "en": "Client of lead #{{ lead.id }} wrote again{% if lead.name %}: {{ lead.name }}{% endif %}\n"
+    "The client sent a new request{% if lead.channel %} via {{ lead.channel }}{% endif %}. They are waiting: "
+    'call now!{% if message %}\n\n"{{ message }}"{% endif %}\n\n' + _DETAILS["en"] + _LINK,
+    "uk": "Клієнт ліда #{{ lead.id }} написав знову{% if lead.name %}: {{ lead.name }}{% endif %}\n"
+    "Клієнт надіслав нову заявку{% if lead.channel %} ({{ lead.channel }}){% endif %}. Він чекає: "
+    "дзвони зараз!{% if message %}\n\n«{{ message }}»{% endif %}\n\n" + _DETAILS["uk"] + _LINK,
+    "ru": "Клиент лида #{{ lead.id }} написал снова{% if lead.name %}: {{ lead.name }}{% endif %}\n"
+    "Клиент отправил новую заявку{% if lead.channel %} ({{ lead.channel }}){% endif %}. Он ждёт: "
+    "звони сейчас!{% if message %}\n\n«{{ message }}»{% endif %}\n\n" + _DETAILS["ru"] + _LINK,
+}
+_BUILTIN["lead.contacted_by_other"] = {
+    "en": "{{ contacted_by or 'A colleague' }} reached the client of lead #{{ lead.id }}"
+    "{% if lead.name %}: {{ lead.name }}{% endif %}\n"
+    "The lead is yours; its first-contact clock has stopped. Agree with {{ contacted_by or 'your colleague' }} "
+    "on what comes next.{% if reason %}\n{{ reason }}{% endif %}\n\n" + _DETAILS["en"] + _LINK,
+    "uk": "{{ contacted_by or 'Колега' }} зв'язався з клієнтом ліда #{{ lead.id }}"
+    "{% if lead.name %}: {{ lead.name }}{% endif %}\n"
+    "Лід за тобою, відлік до першого контакту зупинено. Домовся з колегою про наступні кроки."
+    "{% if reason %}\n{{ reason }}{% endif %}\n\n" + _DETAILS["uk"] + _LINK,
+    "ru": "{{ contacted_by or 'Коллега' }} связался с клиентом лида #{{ lead.id }}"
+    "{% if lead.name %}: {{ lead.name }}{% endif %}\n"
+    "Лид за тобой, отсчёт до первого контакта остановлен. Договорись с коллегой о дальнейших шагах."
+    "{% if reason %}\n{{ reason }}{% endif %}\n\n" + _DETAILS["ru"] + _LINK,
 }
 
 # For event types without a template of their own: say what happened and show the lead.
@@ -309,6 +338,8 @@ _SAMPLE_CONTEXT: dict[str, object] = {
     "link": "https://leadflow.example/leads/1",
     "reason": "nobody on shift",
     "team_name": "Sales",
+    "message": "Please call me back",
+    "contacted_by": "Colleague",
 }
 
 

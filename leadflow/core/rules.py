@@ -27,6 +27,13 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer
 MATCH_FIELDS = ("region", "product", "language")
 CONDITION_FIELDS = (LEAD_FIELDS - {"extra"}) | {"phone_type", "score", "temperature", "department", "win_probability"}
 NUMERIC_FIELDS = frozenset({"budget", "score", "win_probability"})
+
+
+def _is_extra(name: str) -> bool:
+    """`extra.<name>`: a field the channel sent that leadflow keeps under `extra`."""
+    return name.startswith("extra.") and len(name) > 6
+
+
 TEMPERATURES = ("cold", "warm", "hot", "red_hot")
 Temperature = Literal["cold", "warm", "hot", "red_hot"]
 
@@ -136,14 +143,22 @@ class Condition(_Strict):
         )
 
     @cached_property
-    def _tests(self) -> tuple[tuple[str, bool, ConditionValue | frozenset[object]], ...]:
-        # (field, read from utm, wanted): what CleanLead.value_of and _match_one would look up on every lead.
-        return tuple((name, name.startswith("utm_"), want) for name, want in self._compiled)
+    def _tests(self) -> tuple[tuple[str, int, ConditionValue | frozenset[object]], ...]:
+        # (field, where it is read from, wanted): what CleanLead.value_of and _match_one would do on every lead.
+        return tuple(
+            (name[6:], _EXTRA, want) if name.startswith("extra.") else (name, int(name.startswith("utm_")), want)
+            for name, want in self._compiled
+        )
 
     def matches(self, lead: CleanLead) -> bool:
         # _match_one, with the common case (a list of values: a set lookup) inline; this runs for every rule and lead.
-        for name, from_utm, want in self._tests:
-            have = lead.utm.get(name) if from_utm else getattr(lead, name, None)
+        for name, source, want in self._tests:
+            if source == _ATTR:
+                have = getattr(lead, name, None)
+            elif source == _UTM:
+                have = lead.utm.get(name)
+            else:
+                have = _extra_value(lead.extra.get(name), want)
             if type(want) is frozenset:
                 if (have.casefold() if isinstance(have, str) else have) not in want:
                     return False
@@ -153,6 +168,21 @@ class Condition(_Strict):
 
     def describe(self, lead: CleanLead) -> str:
         return " and ".join(f"{name}={lead.value_of(name)}" for name in self.fields) or "any lead"
+
+
+_ATTR, _UTM, _EXTRA = 0, 1, 2
+
+
+def _extra_value(value: object, want: object) -> object:
+    """A field the channel sent beyond leadflow's own: numbers in text compare as numbers in a range."""
+    if isinstance(want, Range) and not want.contains and isinstance(value, str):
+        try:
+            return Decimal(value.replace(",", ".").replace(" ", ""))
+        except ArithmeticError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        return None if isinstance(value, dict | list) else value
+    return value
 
 
 def _norm(value: object) -> object:
@@ -246,11 +276,12 @@ class Rule(Target):
     @field_validator("when")
     @classmethod
     def _known_fields(cls, value: Condition) -> Condition:
-        unknown = sorted(set(value.fields) - CONDITION_FIELDS)
+        unknown = sorted(n for n in value.fields if n not in CONDITION_FIELDS and not _is_extra(n))
         if unknown:
-            raise ValueError(f"unknown lead field {unknown[0]!r}; use one of {', '.join(sorted(CONDITION_FIELDS))}")
+            fields = ", ".join(sorted(CONDITION_FIELDS))
+            raise ValueError(f"unknown lead field {unknown[0]!r}; use one of {fields}, or extra.<name>")
         for name, want in value.fields.items():
-            if isinstance(want, Range) and not want.contains and name not in NUMERIC_FIELDS:
+            if isinstance(want, Range) and not want.contains and name not in NUMERIC_FIELDS and not _is_extra(name):
                 raise ValueError(f"{name} is text: compare it with a value or a list, not a range like {{gte: ...}}")
         return value
 
@@ -264,7 +295,19 @@ class Junk(_Strict):
     own_domains: tuple[str, ...] = Field((), description="Mail from these domains is the company's own.")
     keywords: tuple[str, ...] = Field((), description="A lead whose name, company or message has one is junk.")
     blocked_sources: tuple[str, ...] = Field((), description="Sources (or channels) never to take leads from.")
-    require_contact: bool = Field(True, description="A lead with neither phone nor e-mail is junk.")
+    no_contact: Literal["refuse", "junk", "route"] = Field(
+        "refuse",
+        description="A lead with no usable phone, e-mail or messenger id: refused with 422 (nothing stored), "
+        "kept as junk, or routed like any other.",
+    )
+    require_contact: bool | None = Field(None, description="Older spelling: false is `no_contact: route`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("require_contact") is False and "no_contact" not in data:
+            return {**data, "no_contact": "route"}
+        return data
 
     @field_validator("own_domains", "keywords", "blocked_sources")
     @classmethod
@@ -341,6 +384,17 @@ class Scoring(_Strict):
 
 class Dedupe(_Strict):
     company_similarity: int = Field(90, ge=50, le=100, description="rapidfuzz score (0-100) for a company match.")
+    fold_window: Duration | None = Field(
+        timedelta(hours=24),
+        description="A client's new request within this time of their open lead is folded into that lead as "
+        "new activity instead of becoming a lead of its own; `off` turns folding off.",
+    )
+
+    @field_validator("fold_window", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false.
+        return None if value is False or value == 0 or (isinstance(value, str) and value.lower() == "off") else value
 
 
 TEAM_HEAD = "team_head"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from leadflow.core.cleaning import clean_lead
+from leadflow.core.errors import FieldProblem
+from leadflow.core.junk import check_usable
 from leadflow.core.lead import LeadIn
 from leadflow.core.routing import FALLBACK, matching_rules, route, teams_involved
 from leadflow.core.scoring import qualify
@@ -54,10 +57,14 @@ def explain_lead(app: Leadflow, lead_id: int) -> dict[str, Any]:
     }
 
 
-def dry_run(app: Leadflow, lead_in: LeadIn, now: datetime) -> dict[str, Any]:
-    """Qualify and route a lead against the current team state without storing anything."""
+def dry_run(app: Leadflow, lead_in: LeadIn, now: datetime, problems: Sequence[FieldProblem] = ()) -> dict[str, Any]:
+    """Qualify and route a lead against the current team state without storing anything.
+
+    A lead intake would refuse is refused here too, with the same problems.
+    """
     rules = app.rules
-    clean = clean_lead(lead_in, rules.default_region)
+    clean = clean_lead(lead_in, rules.default_region, problems)
+    check_usable(lead_in, clean, rules)
     prediction = app.predict(clean) if app.predict is not None and rules.scoring.predictive else None
     probability = prediction[0] if prediction else None
     qualification = qualify(clean, rules.scoring, probability)
@@ -76,6 +83,7 @@ def dry_run(app: Leadflow, lead_in: LeadIn, now: datetime) -> dict[str, Any]:
             "win_probability": probability,
             "factors": prediction[1] if prediction else [],
         },
+        "problems": [{"field": p.field, "reason": p.reason} for p in clean.problems],
         "picked": decision.manager_key,
         "rule": decision.rule_key,
         "strategy": decision.strategy,

@@ -10,25 +10,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
-from leadflow.core.errors import InvalidInput
-from leadflow.core.lead import LEAD_FIELDS, LeadIn
+from leadflow.core.errors import LeadflowError
 from leadflow.services.context import Leadflow
-from leadflow.services.intake import take_lead
+from leadflow.services.intake import receive
 
 
 @dataclass
 class ImportReport:
     created: int = 0
     repeated: int = 0
+    merged: int = 0  # a client's repeat folded into their open lead
+    flagged: int = 0  # kept, with fields that could not be read named on the lead
     junk: int = 0
     unassigned: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
 
     @property
     def total(self) -> int:
-        return self.created + self.repeated + len(self.rejected)
+        return self.created + self.repeated + self.merged + len(self.rejected)
 
 
 def count_rows(path: Path) -> int:
@@ -57,27 +56,25 @@ def import_csv(
     report = ImportReport()
     with path.open(encoding="utf-8-sig", newline="") as fh:
         for line, row in csv_rows(fh):
-            data: dict[str, Any] = {k: v for k, v in row.items() if k in LEAD_FIELDS and k != "extra" and v}
+            # Columns leadflow has no field for are kept under `extra`, as a form's unknown inputs are.
+            data: dict[str, Any] = {k: v for k, v in row.items() if v}
             data.setdefault("channel", channel)
-            extra = {k: v for k, v in row.items() if k not in LEAD_FIELDS and v}
-            if extra:
-                data["extra"] = extra
             # The row's content is its identity: importing the same file twice creates nothing new.
             key = "csv:" + hashlib.sha256(repr(sorted(row.items())).encode()).hexdigest()[:40]
             try:
-                result = take_lead(app, LeadIn.model_validate(data), now(), raw=row, idempotency_key=key)
-            except ValidationError as exc:
-                reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                report.rejected.append((line, reason))
-            except InvalidInput as exc:
+                result = receive(app, data, now(), idempotency_key=key)
+            except LeadflowError as exc:  # refused (no usable contact), or the key reused: named, never a crash
                 report.rejected.append((line, str(exc)))
             else:
-                if not result.created:
+                if result.merged:
+                    report.merged += 1
+                elif not result.created:
                     report.repeated += 1
                 else:
                     report.created += 1
                     report.junk += result.status == "junk"
                     report.unassigned += result.status == "new"
+                report.flagged += bool(result.problems)
             if progress:
                 progress()
     return report

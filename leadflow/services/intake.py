@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+import orjson
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from leadflow.core.cleaning import clean_lead
-from leadflow.core.dedupe import choose_duplicate
-from leadflow.core.junk import junk_reason
-from leadflow.core.lead import CleanLead, LeadIn
+from leadflow.core.dedupe import Match, choose_duplicate, fold_target
+from leadflow.core.errors import Conflict, FieldProblem
+from leadflow.core.junk import check_usable, junk_reason
+from leadflow.core.lead import CleanLead, LeadIn, read_lead
 from leadflow.core.routing import (
     FALLBACK,
     Decision,
@@ -27,6 +31,7 @@ from leadflow.core.routing import (
     teams_involved,
 )
 from leadflow.core.rules import RulesFile, Team
+from leadflow.core.schedule import format_duration
 from leadflow.core.scoring import NOT_SCORED, qualify
 from leadflow.services.context import Leadflow
 from leadflow.services.sla import (
@@ -42,7 +47,7 @@ from leadflow.services.sla import (
 )
 from leadflow.store.events import append_events, new_event, record_assignment
 from leadflow.store.fast import Fast
-from leadflow.store.lead_rows import lead_row_to_clean
+from leadflow.store.lead_rows import lead_row_to_clean, lock_client, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import leads, managers, teams
 from leadflow.store.team_state import add_load, load_manager, load_team_state, lock_teams, save_pointer
@@ -57,36 +62,76 @@ class Intake:
     manager_key: str | None
     manager_name: str | None
     reason: str
+    merged: bool = False  # the request was folded into the client's open lead `lead_id`
+    problems: tuple[FieldProblem, ...] = ()  # fields that could not be kept as given
+
+
+class IdempotencyKeyReused(Conflict):
+    """The same idempotency key (or channel id) came with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+def receive(
+    app: Leadflow, data: Mapping[str, Any], now: datetime, *, idempotency_key: str | None = None,
+    problems: Sequence[FieldProblem] = (),
+) -> Intake:  # fmt: skip
+    """Take in a lead exactly as a channel sent it (a JSON object, a form, a CSV row): read it leniently, keep it."""
+    lead_in, found, payload = read_lead(data)
+    return take_lead(app, lead_in, now, raw=payload, idempotency_key=idempotency_key, problems=[*problems, *found])
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """What identifies a request's content, whatever the order of its fields."""
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
 
 
 def take_lead(
     app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
+    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
 ) -> Intake:  # fmt: skip
-    """Commit the lead and its decision together, then return; a repeated delivery returns the first lead."""
-    clean = clean_lead(lead_in, app.rules.default_region)  # raises InvalidInput before anything is written
+    """Commit the lead and its decision together, then return; a repeated delivery returns the first lead.
+
+    A lead with any usable way to reach the client is kept, with what was wrong in it named in its `problems`.
+    """
+    clean = clean_lead(lead_in, app.rules.default_region, problems)
+    check_usable(lead_in, clean, app.rules)  # raises InvalidInput before anything is written
     # Predicted before the transaction: the model is read on its own connection, never two held at once.
     prediction = app.predict(clean) if app.predict is not None and app.rules.scoring.predictive else None
     payload = raw if raw is not None else lead_in.model_dump(mode="json", exclude_none=True)
+    request = Request(idempotency_key, fingerprint(payload))
     try:
         with app.engine.begin() as conn:
-            existing = _find_delivery(conn, clean, idempotency_key)
+            existing = _find_delivery(conn, clean, request)
             if existing is not None:
                 return existing
-            return _take(app, conn, clean, payload, idempotency_key, now, prediction)
+            return _take(app, conn, clean, payload, request, now, prediction)
     except IntegrityError:
         # A concurrent delivery of the same lead committed first (PostgreSQL): answer with that one.
         with app.engine.connect() as conn:
-            existing = _find_delivery(conn, clean, idempotency_key)
+            existing = _find_delivery(conn, clean, request)
         if existing is None:
             raise
         return existing
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    idempotency_key: str | None
+    fingerprint: str
+
+
 _INSERT_LEAD = Fast(leads.insert().returning(leads.c.id))
-_DELIVERY = select(leads.c.id, leads.c.status, leads.c.manager_id, managers.c.key, managers.c.name).outerjoin(
-    managers, managers.c.id == leads.c.manager_id
-)
+_TARGET = leads.alias("target")
+_DELIVERY = (
+    select(
+        leads.c.id, leads.c.status, func.coalesce(_TARGET.c.manager_id, leads.c.manager_id).label("manager_id"),
+        managers.c.key, managers.c.name, leads.c.request_hash,
+        leads.c.merged_into_id, leads.c.problems, _TARGET.c.status.label("target_status"),
+    )
+    .outerjoin(_TARGET, _TARGET.c.id == leads.c.merged_into_id)
+    .outerjoin(managers, managers.c.id == func.coalesce(_TARGET.c.manager_id, leads.c.manager_id))
+)  # fmt: skip
 # Two statements rather than one OR: each uses its own unique index.
 _BY_KEY = Fast(_DELIVERY.where(leads.c.idempotency_key == bindparam("key")))
 _BY_EXTERNAL = Fast(
@@ -94,14 +139,29 @@ _BY_EXTERNAL = Fast(
 )
 
 
-def _find_delivery(conn: Connection, clean: CleanLead, idempotency_key: str | None) -> Intake | None:
-    """The lead already taken for this delivery: by its idempotency key, or by the channel's own id for it."""
-    row = _BY_KEY.first(conn, {"key": idempotency_key}) if idempotency_key else None
+def _find_delivery(conn: Connection, clean: CleanLead, request: Request) -> Intake | None:
+    """The lead already taken for this delivery: by its idempotency key, or by the channel's own id for it.
+
+    The same key with a different request is refused: answering with the first lead would lose the second.
+    """
+    row = _BY_KEY.first(conn, {"key": request.idempotency_key}) if request.idempotency_key else None
+    what = f"Idempotency-Key '{request.idempotency_key}'"
     if row is None and clean.external_id:
         row = _BY_EXTERNAL.first(conn, {"channel": clean.channel, "external": clean.external_id})
+        what = f"external_id '{clean.external_id}' of channel '{clean.channel}'"
     if row is None:
         return None
-    return Intake(row[0], False, row[1], row[2], row[3], row[4], "already received: this is the first delivery")
+    if row.request_hash is not None and row.request_hash != request.fingerprint:
+        raise IdempotencyKeyReused(
+            f"{what} was already used for a different request (lead {row.merged_into_id or row.id}): "
+            "send a new key for a new lead, or the very same request to get the first answer again"
+        )
+    problems = tuple(FieldProblem(p["field"], p["reason"]) for p in row.problems or ())
+    if row.merged_into_id is not None:
+        return Intake(row.merged_into_id, False, row.target_status, row.manager_id, row.key, row.name,
+                      "already received: folded into the client's open lead", True, problems)  # fmt: skip
+    return Intake(row.id, False, row.status, row.manager_id, row.key, row.name,
+                  "already received: this is the first delivery", problems=problems)  # fmt: skip
 
 
 def _take(
@@ -109,21 +169,30 @@ def _take(
     conn: Connection,
     clean: CleanLead,
     payload: dict[str, Any],
-    idem: str | None,
+    request: Request,
     now: datetime,
     prediction: tuple[float, list[dict[str, Any]]] | None,
 ) -> Intake:
     rules = app.rules
-    probability = prediction[0] if prediction else None
-    qualification = qualify(clean, rules.scoring, probability)
-    clean = qualification.apply(clean, probability)
     junk = junk_reason(clean, rules.junk)
     duplicate = None
     decision: Decision | None = None
     owner: ManagerState | None = None
-    desk = None if junk else desk_team(clean, rules)
     if junk is None:
-        duplicate = choose_duplicate(find_matches(conn, clean, rules.open_statuses, rules.dedupe.company_similarity))
+        # Two requests of one new client at the same moment would both find no open lead (PostgreSQL; SQLite
+        # has one writer): the second waits here and then finds the first.
+        lock_client(conn, client_keys(clean))
+        matches = find_matches(conn, clean, rules.open_statuses, rules.dedupe.company_similarity)
+        target = fold_target(matches, now, rules.dedupe.fold_window)
+        if target is not None:
+            folded = _fold(app, conn, clean, payload, request, target, now)
+            if folded is not None:
+                return folded
+        duplicate = choose_duplicate(matches)
+    probability = prediction[0] if prediction else None
+    qualification = qualify(clean, rules.scoring, probability)
+    clean = qualification.apply(clean, probability)
+    desk = None if junk else desk_team(clean, rules)
     if junk is None and desk is None:
         if duplicate is not None and duplicate.match.owner_id is not None:
             owner = load_manager(conn, duplicate.match.owner_id, rules.default_timezone)
@@ -146,7 +215,9 @@ def _take(
         conn,
         {
             "channel": clean.channel, "source": clean.source, "external_id": clean.external_id,
-            "idempotency_key": idem, "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
+            "idempotency_key": request.idempotency_key, "request_hash": request.fingerprint,
+            "problems": problem_rows(clean.problems), "messenger_id": clean.messenger_id, "merged_into_id": None,
+            "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
             "email": clean.email, "company": clean.company, "region": clean.region, "product": clean.product,
             "language": clean.language, "budget": clean.budget, "message": clean.message, "utm": clean.utm,
             "raw": payload, "status": status,
@@ -175,6 +246,9 @@ def _take(
     if qualification.score is not None or qualification.temperature is not None:
         history.append(new_event(lead_id, "lead.scored", now, reason=qualification.reason, score=qualification.score,
                                  temperature=qualification.temperature, probability=probability))  # fmt: skip
+    if clean.problems:
+        history.append(new_event(lead_id, "lead.flagged", now, reason="; ".join(p.reason for p in clean.problems),
+                                 problems=problem_rows(clean.problems)))  # fmt: skip
     if junk:
         history.append(new_event(lead_id, "lead.junked", now, reason=junk))
     if duplicate:
@@ -197,9 +271,81 @@ def _take(
         announce(conn, app, lead_id, clean, decision, owner, clock, now)
     if decision is None:
         why = junk or (f"waiting for the quality desk of team '{desk.key}'" if desk else "")
-        return Intake(lead_id, True, status, None, None, None, why)
+        return Intake(lead_id, True, status, None, None, None, why, problems=clean.problems)
     return Intake(lead_id, True, status, decision.manager_id, decision.manager_key, decision.manager_name,
-                  decision.reason)  # fmt: skip
+                  decision.reason, problems=clean.problems)  # fmt: skip
+
+
+def problem_rows(problems: Sequence[FieldProblem]) -> list[dict[str, str]] | None:
+    return [{"field": p.field, "reason": p.reason} for p in problems] or None
+
+
+def client_keys(lead: CleanLead) -> list[str]:
+    """The identities of the person behind a lead, as lock keys."""
+    keys = [f"phone:{lead.phone}"] if lead.phone else []
+    if lead.email:
+        keys.append(f"email:{lead.email}")
+    if lead.messenger_id:
+        keys.append(f"messenger:{lead.channel}:{lead.messenger_id}")
+    return keys
+
+
+# Fields a repeat request may fill in on the open lead when the lead has none yet.
+_FILLABLE = ("name", "phone", "phone_type", "email", "messenger_id", "company", "product", "region", "budget",
+             "message")  # fmt: skip
+_OPEN_LEAD = select(leads, managers.c.key.label("manager_key"), managers.c.name.label("manager_name")).outerjoin(
+    managers, managers.c.id == leads.c.manager_id
+)
+
+
+def _fold(
+    app: Leadflow, conn: Connection, clean: CleanLead, payload: dict[str, Any], request: Request, target: Match,
+    now: datetime,
+) -> Intake | None:  # fmt: skip
+    """The client wrote again while their lead is open: keep the request as a row of its own, folded into that lead.
+
+    The open lead gets the new activity (an event, blank fields filled in, its owner told); no second lead runs a
+    chain of its own, so one client is called by one manager. Returns None when the lead closed meanwhile.
+    """
+    lock_lead(conn, target.id)  # the lead may be escalated or closed right now: wait for that, then look
+    lead = conn.execute(_OPEN_LEAD.where(leads.c.id == target.id)).mappings().first()
+    if lead is None or lead["status"] not in app.rules.open_statuses:
+        return None
+    seconds = int((now - lead["created_at"]).total_seconds())
+    age = f"{format_duration(timedelta(seconds=seconds))} after it" if seconds >= 1 else "moments after it"
+    reason = f"folded into open lead #{target.id}: the same client ({target.by} {target.value}) wrote again {age}"
+    request_id = _INSERT_LEAD.scalar(
+        conn,
+        {
+            "channel": clean.channel, "source": clean.source, "external_id": clean.external_id,
+            "idempotency_key": request.idempotency_key, "request_hash": request.fingerprint,
+            "problems": problem_rows(clean.problems), "messenger_id": clean.messenger_id,
+            "merged_into_id": target.id, "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
+            "email": clean.email, "company": clean.company, "region": clean.region, "product": clean.product,
+            "language": clean.language, "budget": clean.budget, "message": clean.message, "utm": clean.utm,
+            "raw": payload, "status": "merged", "manager_id": None, "team_id": None,
+            "contact_id": lead["contact_id"], "company_id": lead["company_id"], "duplicate_of_id": target.id,
+            "duplicate_reason": reason, "junk_reason": None, "created_at": now, "updated_at": now,
+            "assigned_at": None, "score": None, "score_detail": None, "temperature": None, "department": None,
+            "win_probability": None, "win_factors": None, "processing_due_at": None, "queue": None,
+            "sla_state": None, "sla_due_at": None, "rule_key": None,
+        },
+    )  # fmt: skip
+    filled = {name: getattr(clean, name) for name in _FILLABLE if lead[name] is None and getattr(clean, name)}
+    conn.execute(update(leads).where(leads.c.id == target.id).values(updated_at=now, **filled))
+    append_events(conn, [
+        new_event(request_id, "lead.received", now, channel=clean.channel, source=clean.source),
+        new_event(request_id, "lead.merged", now, reason=reason, into=target.id),
+        new_event(target.id, "lead.repeat", now, reason=f"the client wrote again via {clean.channel}",
+                  request=request_id, channel=clean.channel, product=clean.product, message=clean.message,
+                  filled=sorted(filled)),
+    ])  # fmt: skip
+    if lead["manager_id"] is not None:
+        owner = load_manager(conn, lead["manager_id"], app.rules.default_timezone)
+        context = lead_context(app, target.id, lead_row_to_clean(lead)) | {"message": clean.message}
+        notify(conn, app, "lead.repeat", None, owner, context, now)
+    return Intake(target.id, False, lead["status"], lead["manager_id"], lead["manager_key"], lead["manager_name"],
+                  reason, merged=True, problems=clean.problems)  # fmt: skip
 
 
 def queue_at_desk(conn: Connection, lead_id: int, desk: Team, now: datetime) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from leadflow.core.errors import Conflict, InvalidInput
+from leadflow.core.errors import Conflict, InvalidInput, NotFound
 from leadflow.core.lead import CleanLead
 from leadflow.core.routing import FALLBACK, Decision, LiveState, ManagerState, teams_involved
 from leadflow.core.rules import RulesFile, SlaPolicy
@@ -27,10 +27,18 @@ from leadflow.services.delivery import enqueue_notification
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import INSERT_ASSIGNMENT, assignment_row, new_event
 from leadflow.store.fast import Fast
-from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
+from leadflow.store.lead_rows import lead_row_to_clean, lock_client, lock_lead
 from leadflow.store.outbox import collected as outbox_collected
-from leadflow.store.tables import activities, deals, events, leads, managers, teams, timers
-from leadflow.store.team_state import ADD_LOAD, add_deals, load_team_state, lock_teams, record_result, save_pointer
+from leadflow.store.tables import activities, assignments, deals, events, leads, managers, teams, timers
+from leadflow.store.team_state import (
+    ADD_LOAD,
+    add_deals,
+    load_manager,
+    load_team_state,
+    lock_teams,
+    record_result,
+    save_pointer,
+)
 
 FIRST_CONTACT = "first_contact"
 DESK = "desk"  # a lead waiting at the quality desk past the desk's own deadline
@@ -41,6 +49,7 @@ INSERT_TIMER = timers.insert()
 _INSERT_TIMER = Fast(INSERT_TIMER)  # one a lead at intake: on the driver's cursor
 _INSERT_EVENT_ID = events.insert().returning(events.c.id)
 STOPS_CLOCK = {("call", "connected"), ("message", "sent"), ("meeting", "set")}
+DEFAULT_SLACK = "default"  # outbox recipient meaning the configured Slack webhook
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,10 @@ def notify(
         targets.append(("telegram", team_chat["telegram_chat_id"]))
     if team_chat is not None and team_chat["slack_webhook_url"]:
         targets.append(("slack", team_chat["slack_webhook_url"]))
+    elif team_chat is not None and app.notify.slack_webhook_url is not None:
+        # The team has no chat of its own: the installation's Slack webhook (LEADFLOW_NOTIFY__SLACK_WEBHOOK_URL) is
+        # the team chat. The outbox names it, never its URL, which is a credential.
+        targets.append(("slack", DEFAULT_SLACK))
     targets += [("webhook", url) for url in app.notify.webhook_urls]
     for channel, recipient in targets:
         enqueue_notification(conn, event_id=event_id, event_type=event_type, channel=channel, recipient=recipient,
@@ -132,43 +145,131 @@ def insert_event(conn: Connection, row: dict[str, Any]) -> int:
 def record_contact(
     app: Leadflow, lead_id: int, manager_key: str, kind: str, outcome: str, now: datetime, note: str | None = None
 ) -> dict[str, Any]:
-    """A manager reached (or tried to reach) the client; a real contact by the owner stops the clock."""
+    """A manager reached (or tried to reach) the client; a real contact stops the clock.
+
+    A real contact reaches the client, not one lead: every open lead of the same client (same phone, e-mail or
+    messenger id, the same contact, or a duplicate link) that was still waiting for its first contact counts as
+    contacted too, each with an event saying through which lead. A former owner's late call is recorded as theirs
+    and stops the clock; the lead stays with its current owner, who is told.
+    """
     if kind not in OUTCOMES:
         raise InvalidInput.one("kind", f"'{kind}' is not a contact kind: use {', '.join(OUTCOMES)}")
     if outcome not in OUTCOMES[kind]:
         raise InvalidInput.one("outcome", f"a {kind} can end as {', '.join(OUTCOMES[kind])}, not '{outcome}'")
     with app.engine.begin() as conn:
-        lead = lock_lead(conn, lead_id)
-        who = conn.execute(select(managers.c.id, managers.c.name).where(managers.c.key == manager_key)).first()
+        who = conn.execute(select(managers).where(managers.c.key == manager_key)).mappings().first()
         if who is None:
             raise InvalidInput.one("manager", f"manager '{manager_key}' does not exist")
-        if lead["manager_id"] != who.id:
-            owner = conn.execute(select(managers.c.name).where(managers.c.id == lead["manager_id"])).scalar()
-            now_with = f"it is with {owner}" if owner else "it has no manager now"
-            raise Conflict(f"{who.name} does not own lead {lead_id} any more: {now_with}")
-        conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": who.id, "kind": kind, "outcome": outcome,
-                                           "note": note, "at": now})  # fmt: skip
+        peek = conn.execute(_CLIENT_OF, {"id": lead_id}).first()
+        if peek is None:
+            raise NotFound(f"lead {lead_id} does not exist")
+        # One client's leads are changed by one contact at a time (PostgreSQL), so two calls never both miss.
+        lock_client(conn, _identity_keys(peek))
+        lead = lock_lead(conn, lead_id)
+        owner = conn.execute(select(managers).where(managers.c.id == lead["manager_id"])).mappings().first()
+        late = who["id"] != lead["manager_id"]
+        if late and conn.execute(_HELD, {"lead": lead_id, "manager": who["id"]}).first() is None:
+            now_with = f"it is with {owner['name']}" if owner else "it has no manager now"
+            raise Conflict(f"{who['name']} has never owned lead {lead_id}: {now_with}")
+        conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": who["id"], "kind": kind,
+                                           "outcome": outcome, "note": note, "at": now})  # fmt: skip
         stops = (kind, outcome) in STOPS_CLOCK
         first = stops and lead["first_contact_at"] is None
         values: dict[str, Any] = {"updated_at": now}
         result: dict[str, Any] = {"id": lead_id, "first_contact": first, "sla_state": lead["sla_state"]}
         if first:
-            waited = now - lead["created_at"]
-            values.update(first_contact_at=now, response_seconds=int(waited.total_seconds()),
-                          response_band=response_band(lead["created_at"], now))  # fmt: skip
-            if lead["sla_state"] == "running":
-                values.update(sla_state="met", sla_due_at=None)
+            values.update(_first_contact_values(app, lead, now))
+            if values.get("sla_state") == "met":
                 stop_clock(conn, lead_id)
-            if lead["status"] in ("new", "assigned") and "contacted" in {s.key for s in app.rules.funnel}:
-                values["status"] = "contacted"
-            record_result(conn, who.id, first_contact=True, fast=waited <= BANDS[0][0])
+            waited = now - lead["created_at"]
+            record_result(conn, who["id"], first_contact=True, fast=waited <= BANDS[0][0])
             result.update(sla_state=values.get("sla_state", lead["sla_state"]), response_band=values["response_band"],
                           response_seconds=values["response_seconds"])  # fmt: skip
         conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
+        reason = None
+        if late:
+            stays = f"the lead stays with {owner['name']}" if owner else "the lead has no owner now"
+            reason = f"{who['name']} reached the client after the lead had moved on; {stays}"
         event_type = "lead.contacted" if first else "lead.contact_attempt"
-        insert_event(conn, new_event(lead_id, event_type, now, manager_key, kind=kind, outcome=outcome, note=note))
+        event = new_event(lead_id, event_type, now, manager_key, kind=kind, outcome=outcome, note=note,
+                          owner=owner["key"] if owner else None, reason=reason)  # fmt: skip
+        event_id = insert_event(conn, event)
+        if late and stops and owner is not None:
+            context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": who["name"],
+                                                                              "reason": reason}  # fmt: skip
+            owner_state = load_manager(conn, owner["id"], app.rules.default_timezone)
+            notify(conn, app, "lead.contacted_by_other", event_id, owner_state, context, now)
         result["status"] = values.get("status", lead["status"])
+        result["late"] = late
+        result["covered"] = _cover_client(conn, app, lead, who, kind, outcome, now) if stops else []
         return result
+
+
+_CLIENT_OF = select(leads.c.phone, leads.c.email, leads.c.channel, leads.c.messenger_id).where(
+    leads.c.id == bindparam("id")
+)
+_HELD = (
+    select(assignments.c.id)
+    .where(assignments.c.lead_id == bindparam("lead"), assignments.c.manager_id == bindparam("manager"))
+    .limit(1)
+)
+
+
+def _identity_keys(row: Any) -> list[str]:
+    keys = [f"phone:{row.phone}"] if row.phone else []
+    if row.email:
+        keys.append(f"email:{row.email}")
+    if row.messenger_id:
+        keys.append(f"messenger:{row.channel}:{row.messenger_id}")
+    return keys
+
+
+def _first_contact_values(app: Leadflow, lead: RowMapping, now: datetime) -> dict[str, Any]:
+    """What a lead's first contact changes: when, how fast, the clock, and the funnel status."""
+    waited = now - lead["created_at"]
+    values: dict[str, Any] = {"first_contact_at": now, "response_seconds": max(int(waited.total_seconds()), 0),
+                              "response_band": response_band(lead["created_at"], now)}  # fmt: skip
+    if lead["sla_state"] == "running":
+        values.update(sla_state="met", sla_due_at=None)
+    moves_on = lead["status"] in ("new", "assigned") and lead["manager_id"] is not None
+    if moves_on and "contacted" in {s.key for s in app.rules.funnel}:
+        values["status"] = "contacted"
+    return values
+
+
+def _cover_client(
+    conn: Connection, app: Leadflow, lead: RowMapping, who: RowMapping, kind: str, outcome: str, now: datetime
+) -> list[int]:
+    """Every other open lead of this client still waiting for a first contact has had it now, through this one."""
+    same = [leads.c.duplicate_of_id == lead["id"]]
+    if lead["phone"]:
+        same.append(leads.c.phone == lead["phone"])
+    if lead["email"]:
+        same.append(leads.c.email == lead["email"])
+    if lead["messenger_id"]:
+        same.append((leads.c.channel == lead["channel"]) & (leads.c.messenger_id == lead["messenger_id"]))
+    if lead["contact_id"] is not None:
+        same.append(leads.c.contact_id == lead["contact_id"])
+    if lead["duplicate_of_id"] is not None:
+        same.append(leads.c.id == lead["duplicate_of_id"])
+    query = (
+        select(leads)
+        .where(or_(*same), leads.c.id != lead["id"], leads.c.first_contact_at.is_(None),
+               leads.c.status.in_(sorted(app.rules.open_statuses)))
+        .order_by(leads.c.id)
+        .with_for_update()
+    )  # fmt: skip
+    siblings = conn.execute(query).mappings().all()
+    how = {"call": "a connected call", "message": "a message", "meeting": "a meeting"}[kind]
+    reason = f"the client was reached through lead #{lead['id']}: {how} by {who['name']}"
+    for sibling in siblings:
+        values = _first_contact_values(app, sibling, now) | {"updated_at": now}
+        if values.get("sla_state") == "met":
+            stop_clock(conn, sibling["id"])
+        conn.execute(update(leads).where(leads.c.id == sibling["id"]).values(**values))
+        insert_event(conn, new_event(sibling["id"], "lead.contacted", now, who["key"], kind=kind, outcome=outcome,
+                                     via=lead["id"], reason=reason))  # fmt: skip
+    return [s["id"] for s in siblings]
 
 
 # --- escalation ----------------------------------------------------------------------------------------------

@@ -107,7 +107,10 @@ def read_csv_history(path: Path, default_region: str = "UA") -> list[tuple[Clean
                 won = _outcome(row)
                 data: dict[str, Any] = {k: v for k, v in row.items() if k in LEAD_FIELDS and k != "extra" and v}
                 data.setdefault("channel", "import")  # as `leadflow import` records them
-                examples.append((clean_lead(LeadIn.model_validate(data), default_region), won))
+                clean = clean_lead(LeadIn.model_validate(data), default_region)
+                if clean.problems:  # intake would keep such a lead; a model must not learn from a guess
+                    raise InvalidInput(list(clean.problems))
+                examples.append((clean, won))
             except ValidationError as exc:
                 problems += [
                     FieldProblem(".".join(map(str, e["loc"])) or "row", f"line {line}: {e['msg']}")

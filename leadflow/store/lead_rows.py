@@ -8,18 +8,23 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.cleaning import company_key
-from leadflow.core.errors import NotFound
-from leadflow.core.lead import CleanLead
+from leadflow.core.errors import Conflict, NotFound
+from leadflow.core.lead import CleanLead, extra_of
 from leadflow.store.tables import leads
 
 _LOCK = select(leads).where(leads.c.id == bindparam("id")).with_for_update()
 
 
 def lock_lead(conn: Connection, lead_id: int) -> RowMapping:
-    """The lead row, locked for the rest of the transaction (PostgreSQL; SQLite already has one writer)."""
+    """The lead row, locked for the rest of the transaction (PostgreSQL; SQLite already has one writer).
+
+    A repeat request folded into an open lead is kept as it came and changes no more: work goes to that lead.
+    """
     row = conn.execute(_LOCK, {"id": lead_id}).mappings().first()
     if row is None:
         raise NotFound(f"lead {lead_id} does not exist")
+    if row["merged_into_id"] is not None:
+        raise Conflict(f"lead {lead_id} is a repeat request folded into lead {row['merged_into_id']}: work on that one")
     return row
 
 
@@ -34,6 +39,7 @@ def lead_row_to_clean(row: RowMapping) -> CleanLead:
         temperature=row.get("temperature"),
         department=row.get("department"),
         win_probability=row.get("win_probability"), utm=dict(row["utm"] or {}),
+        messenger_id=row.get("messenger_id"), extra=extra_of(row.get("raw")),
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ def _contacts_by(column: str) -> Select[Any]:
         select(
             literal("contact").label("kind"), contacts.c.id, literal(column).label("by"), col.label("value"),
             contacts.c.owner_id, managers.c.name.label("owner_name"), contacts.c.id.label("contact_id"),
-            contacts.c.company_id,
+            contacts.c.company_id, contacts.c.created_at,
         )
         .outerjoin(managers, managers.c.id == contacts.c.owner_id)
         .where(col == bindparam(column))
@@ -39,7 +39,7 @@ def _leads_by(column: str, open_statuses: list[BindParameter[Any]]) -> Select[An
         select(
             literal("lead").label("kind"), leads.c.id, literal(column).label("by"), col.label("value"),
             leads.c.manager_id.label("owner_id"), managers.c.name.label("owner_name"), leads.c.contact_id,
-            leads.c.company_id,
+            leads.c.company_id, leads.c.created_at,
         )
         .outerjoin(managers, managers.c.id == leads.c.manager_id)
         .where(col == bindparam(column), leads.c.status.in_(open_statuses))
@@ -54,16 +54,32 @@ def _subquery(stmt: Select[Any]) -> Select[Any]:
 
 
 def _by(columns: tuple[str, ...]) -> FastIn:
-    """Contacts, then open leads, with the lead's phone and/or e-mail (one statement per number of open statuses)."""
+    """Contacts, then open leads, by the lead's phone, e-mail and messenger id (one statement per number of open
+    statuses). A messenger id is the client's id within one channel, and only leads carry it."""
 
     def make(open_statuses: list[BindParameter[Any]]) -> CompoundSelect[Any]:
-        parts = [_subquery(q(c)) for c in columns for q in (_contacts_by, lambda c: _leads_by(c, open_statuses))]
+        parts: list[Select[Any]] = []
+        for column in columns:
+            if column == "messenger_id":
+                by_channel = _leads_by(column, open_statuses).where(leads.c.channel == bindparam("channel"))
+                parts.append(_subquery(by_channel))
+            else:
+                parts += [_subquery(_contacts_by(column)), _subquery(_leads_by(column, open_statuses))]
         return union_all(*parts)
 
     return FastIn("open", make)
 
 
-_QUERIES = {(True, False): _by(("phone",)), (False, True): _by(("email",)), (True, True): _by(("phone", "email"))}
+_QUERIES: dict[tuple[str, ...], FastIn] = {}
+
+
+def _query(columns: tuple[str, ...]) -> FastIn:
+    query = _QUERIES.get(columns)
+    if query is None:
+        query = _QUERIES[columns] = _by(columns)
+    return query
+
+
 _COMPANIES = Fast(
     select(companies.c.id, companies.c.name, companies.c.name_key, companies.c.owner_id, managers.c.name)
     .outerjoin(managers, managers.c.id == companies.c.owner_id)
@@ -73,16 +89,19 @@ _COMPANIES = Fast(
 
 def find_matches(conn: Connection, lead: CleanLead, open_statuses: Collection[str], similarity: int) -> list[Match]:
     found: list[Match] = []
-    query = _QUERIES.get((lead.phone is not None, lead.email is not None))
-    if query is not None:
-        params: dict[str, object] = {}
-        if lead.phone:
-            params["phone"] = lead.phone
-        if lead.email:
-            params["email"] = lead.email
+    params: dict[str, object] = {}
+    if lead.phone:
+        params["phone"] = lead.phone
+    if lead.email:
+        params["email"] = lead.email
+    if lead.messenger_id:
+        params["messenger_id"] = lead.messenger_id
+        params["channel"] = lead.channel
+    if params:
+        query = _query(tuple(k for k in ("phone", "email", "messenger_id") if k in params))
         for row in query.all(conn, list(open_statuses), params):
             found.append(Match(row.kind, row.id, row.by, row.value, row.owner_id, row.owner_name,
-                               row.contact_id, row.company_id))  # fmt: skip
+                               row.contact_id, row.company_id, created_at=row.created_at))  # fmt: skip
     if lead.company_key:
         rows = _COMPANIES.all(conn, {"block": company_block(lead.company_key)})
         if rows:

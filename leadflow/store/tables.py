@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -214,6 +215,13 @@ leads = Table(
     Column("win_factors", JSON),
     Column("processing_due_at", UTCDateTime),
     Column("queue", String(20)),  # "desk": waiting for the quality desk
+    # Of the request that made the lead: an idempotency key reused with another request is refused.
+    Column("request_hash", String(64)),
+    # Fields that could not be kept as given, each {field, reason}: the desk sees them, the raw request has them.
+    Column("problems", JSON),
+    Column("messenger_id", String(200)),  # the client's id in the channel (a Telegram or Viber user id, ...)
+    # A repeat request folded into the client's open lead (status "merged"): kept, never routed on its own.
+    Column("merged_into_id", ForeignKey("leads.id")),
     UniqueConstraint("channel", "external_id"),
     Index("ix_leads_phone", "phone"),
     Index("ix_leads_email", "email"),
@@ -222,6 +230,15 @@ leads = Table(
     Index("ix_leads_created_at", "created_at"),
     Index("ix_leads_sla_state_sla_due_at", "sla_state", "sla_due_at"),
     Index("ix_leads_queue_created_at", "queue", "created_at"),
+    *(
+        Index(
+            f"ix_leads_{column}",
+            column,
+            sqlite_where=text(f"{column} IS NOT NULL"),
+            postgresql_where=text(f"{column} IS NOT NULL"),
+        )
+        for column in ("messenger_id", "merged_into_id", "duplicate_of_id", "contact_id")
+    ),
 )
 
 deals = Table(

@@ -77,12 +77,9 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("short phone", {"json": {"phone": "+38 067"}}, 422, "phone"),
     ("letters for phone", {"json": {"phone": "call me"}}, 422, "phone"),
     ("bad e-mail", {"json": {"email": "ivan@@mail"}}, 422, "email"),
-    ("negative budget", {"json": {"phone": "0671234567", "budget": -5}}, 422, "budget"),
-    ("budget not a number", {"json": {"phone": "0671234567", "budget": "a lot"}}, 422, "budget"),
-    ("unknown field", {"json": {"phone": "0671234567", "phnoe": "1"}}, 422, "phnoe"),
-    ("name too long", {"json": {"phone": "0671234567", "name": "x" * 201}}, 422, "name"),
-    ("bad channel", {"json": {"phone": "0671234567", "channel": "Web Site!"}}, 422, "channel"),
-    ("number as name", {"json": {"phone": "0671234567", "name": 42}}, 422, "name"),
+    ("empty object", {"json": {}}, 422, "body"),
+    ("only a name", {"json": {"name": "Ivan"}}, 422, "contact"),
+    ("empty form", {"data": {"name": "", "phone": ""}}, 422, "body"),
     ("JSON array", {"json": [{"phone": "0671234567"}]}, 422, "body"),
     ("broken JSON", {"content": b'{"phone": ', "headers": {"content-type": "application/json"}}, 422, "body"),
     ("not UTF-8", {"content": b'{"name": "\xff"}', "headers": {"content-type": "application/json"}}, 422, "body"),
@@ -121,7 +118,69 @@ def test_bad_input_is_answered_4xx_and_nothing_is_stored(
 
 def test_phone_error_reads_like_a_sentence(api: httpx.Client) -> None:
     r = api.post("/api/v1/leads", json={"phone": "+38 067"})
-    assert r.json()["message"] == "phone '+38 067' is too short for region UA (field: phone)"
+    assert r.json()["message"].startswith("phone '+38 067' is too short for region UA (field: phone); ")
+    assert r.json()["problems"][-1] == {
+        "field": "contact",
+        "reason": "no usable way to reach the client (phone '+38 067' is too short for region UA): "
+        "give a valid phone, e-mail or messenger_id",
+    }
+
+
+KEPT_AND_FLAGGED: list[tuple[str, dict[str, Any], str]] = [
+    ("negative budget", {"phone": "0671234561", "budget": -5}, "budget"),
+    ("budget not a number", {"phone": "0671234562", "budget": "a lot"}, "budget"),
+    ("name too long", {"phone": "0671234563", "name": "x" * 201}, "name"),
+    ("language as a list", {"phone": "0671234564", "language": ["uk"]}, "language"),
+    ("mistyped phone, good e-mail", {"phone": "067-12", "email": "good@mail.com"}, "phone"),
+    ("bad e-mail, good phone", {"phone": "0671234565", "email": "ivan@@mail"}, "email"),
+    ("NUL in the name", {"phone": "+380671230003", "name": "nul \u0000 byte"}, "body"),
+]
+
+
+@pytest.mark.parametrize(("case", "lead", "field"), KEPT_AND_FLAGGED, ids=[c[0] for c in KEPT_AND_FLAGGED])
+def test_a_lead_with_a_usable_contact_is_kept_with_its_problems_named(
+    api: httpx.Client, case: str, lead: dict[str, Any], field: str
+) -> None:
+    r = api.post("/api/v1/leads", json=lead)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "assigned" and field in [p["field"] for p in body["problems"]]
+    detail = api.get(f"/api/v1/leads/{body['id']}").json()
+    assert detail["problems"] == body["problems"]
+    assert "lead.flagged" in [e["type"] for e in detail["events"]]
+    assert "\x00" not in str(detail)
+
+
+@pytest.fixture
+def roomy(lf: Leadflow) -> Iterator[httpx.Client]:
+    """The API with the default 64 KiB body limit."""
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def test_bodies_that_break_json_parsers_are_refused_not_crashed(roomy: httpx.Client, lf: Leadflow) -> None:
+    for path in ("/api/v1/leads", "/api/v1/leads/dry-run"):
+        r = roomy.post(path, content=b"[" * 10000 + b"]" * 10000, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["problems"][0]["field"] == "body", r.text
+    assert rows_written(lf)["leads"] == 0
+
+
+def test_integrations_send_what_they_send(roomy: httpx.Client, lf: Leadflow) -> None:
+    api = roomy
+    r = api.post("/api/v1/leads", json={"phone": 380671234599, "comment": "hi", "channel": "Web Site!"})
+    assert r.status_code == 201 and r.json()["problems"] == []
+    detail = api.get(f"/api/v1/leads/{r.json()['id']}").json()
+    assert detail["phone"] == "+380671234599" and detail["channel"] == "web-site"
+    assert detail["raw"] == {"phone": 380671234599, "comment": "hi", "channel": "Web Site!"}
+    big = api.post("/api/v1/leads", content=b'{"phone": "+380671200256", "n": ' + b"9" * 5000 + b"}",
+                   headers={"content-type": "application/json"})  # fmt: skip
+    assert big.status_code == 201, big.text
+    deep: Any = 1
+    for _ in range(255):
+        deep = [deep]
+    nested = api.post("/api/v1/leads", json={"phone": "+380671200257", "extra": {"d": deep}})
+    assert nested.status_code == 201, nested.text
+    assert rows_written(lf)["leads"] == 3
 
 
 def test_concurrent_posts_never_double_assign_or_lose_a_lead(api: httpx.Client, lf: Leadflow) -> None:

@@ -11,12 +11,15 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
 from leadflow.channels.config import NotifyConfig
 from leadflow.channels.signing import verify_signature
 from leadflow.core.lead import LeadIn
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.sla import escalate_due
+from leadflow.store.tables import outbox
 from leadflow.worker import Worker
 from tests.support import SLA_TEAM
 
@@ -72,3 +75,29 @@ def test_escalation_mail_telegram_and_webhook_arrive_once_in_the_right_language(
     for r in hooks:
         assert verify_signature("s3cret", r.body, r.headers["x-leadflow-signature"], time.time())
         assert not verify_signature("wrong", r.body, r.headers["x-leadflow-signature"], time.time())
+
+
+def test_the_global_slack_webhook_is_the_team_chat_when_a_team_has_none(
+    make_app: Callable[[str], Leadflow], http_server: LocalHTTP
+) -> None:
+    lf = make_app(SLA_TEAM.replace("first_contact: 2s", "first_contact: 1h"))
+    lf.notify = NotifyConfig(slack_webhook_url=f"{http_server.url}/services/T0/B0/secret")
+    http_server.answer_always(200, {})
+    T0 = datetime.now(UTC) - timedelta(minutes=90)
+    lead = take_lead(lf, LeadIn(name="Ivan", phone="0671234567"), T0)
+    assert escalate_due(lf, T0 + timedelta(hours=1)) == 1
+    worker = Worker(lf, poll_seconds=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not http_server.requests:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop.set()
+    [posted] = http_server.requests
+    assert posted.path == "/services/T0/B0/secret"
+    assert f"#{lead.lead_id}" in json.loads(posted.body)["text"]
+    with lf.engine.connect() as conn:
+        recipients = [r[0] for r in conn.execute(select(outbox.c.recipient).where(outbox.c.channel == "slack"))]
+    assert recipients == ["default"]  # the outbox names the webhook, never its secret URL

@@ -4,7 +4,7 @@ import pytest
 
 from leadflow.core.cleaning import clean_lead, company_block, company_key, normalize_email, normalize_phone
 from leadflow.core.errors import InvalidInput
-from leadflow.core.lead import LeadIn
+from leadflow.core.lead import LeadIn, read_lead
 
 
 @pytest.mark.parametrize(
@@ -51,9 +51,43 @@ def test_company_key_ignores_legal_form_case_and_punctuation() -> None:
 
 
 def test_clean_lead_reports_every_problem_at_once() -> None:
-    with pytest.raises(InvalidInput) as exc:
-        clean_lead(LeadIn(phone="12", email="not-an-email"), "UA")
-    assert [p.field for p in exc.value.problems] == ["phone", "email"]
+    lead = clean_lead(LeadIn(phone="12", email="not-an-email"), "UA")
+    assert [p.field for p in lead.problems] == ["phone", "email"]
+    assert lead.phone is None and lead.email is None and not lead.reachable
+
+
+def test_a_bad_phone_beside_a_good_email_keeps_the_email_and_names_the_phone() -> None:
+    lead = clean_lead(LeadIn(phone="067-12", email="Good@Mail.com"), "UA")
+    assert lead.reachable and lead.email == "good@mail.com" and lead.phone is None
+    assert [(p.field, p.reason) for p in lead.problems] == [
+        ("phone", "phone '067-12' is not a valid number for region UA")
+    ]
+
+
+def test_a_phone_sent_as_a_number_without_the_plus_is_international() -> None:
+    lead, problems, _ = read_lead({"phone": 380671234599})
+    assert problems == [] and clean_lead(lead, "UA").phone == "+380671234599"
+    assert clean_lead(LeadIn(phone="0671234599"), "UA").phone == "+380671234599"
+
+
+def test_unknown_fields_are_kept_under_extra() -> None:
+    lead, problems, raw = read_lead({"phone": "0671234599", "comment": "hi", "extra": {"a": 1}})
+    assert problems == [] and lead.extra == {"comment": "hi", "a": 1} and raw["comment"] == "hi"
+
+
+def test_fields_that_cannot_be_read_are_left_out_and_named() -> None:
+    lead, problems, raw = read_lead(
+        {"phone": "0671234599", "budget": "lots", "name": "x" * 300, "language": ["uk"], "channel": "Telegram Bot"}
+    )
+    assert lead.budget is None and lead.name == "x" * 200 and lead.language is None and lead.channel == "telegram-bot"
+    assert {p.field for p in problems} == {"budget", "name", "language"}
+    assert raw["budget"] == "lots"  # the request is stored as it came
+
+
+def test_control_characters_are_removed_and_said_so() -> None:
+    lead, problems, raw = read_lead({"name": "nul \x00 byte\ud800", "phone": "+380671230003", "extra": {"k\x01": "v"}})
+    assert lead.name == "nul  byte\ufffd" and raw["extra"] == {"k": "v"}
+    assert [p.field for p in problems] == ["body"]
 
 
 def test_clean_lead_uses_the_leads_region_for_local_numbers() -> None:

@@ -67,3 +67,30 @@ def test_broken_message_templates_fail_at_load_time() -> None:
     text = 'templates:\n  lead.escalated:\n    uk: "Лід {{ lead.id "\n'
     (problem,) = problems(text)
     assert problem.startswith("line 2: templates:") and "lead.escalated" in problem
+
+
+def test_conditions_read_fields_the_channel_sent_beyond_leadflows_own() -> None:
+    from leadflow.core.cleaning import clean_lead
+    from leadflow.core.lead import read_lead
+    from leadflow.core.routing import matching_rules
+
+    rules = parse_rules(
+        """
+teams: [{key: kyiv}]
+managers: [{key: anna, name: Anna, team: kyiv}]
+routing:
+  rules:
+    - {key: big-flats, team: kyiv, when: {extra.city: [Kyiv, Lviv], extra.rooms: {gte: 3}}}
+""",
+        "rules.yaml",
+    )
+
+    def matched(data: dict[str, object]) -> list[str]:
+        lead, _, _ = read_lead(data)
+        return [r.key for r in matching_rules(clean_lead(lead, "UA"), rules)]
+
+    assert matched({"phone": "0671234567", "city": "kyiv", "rooms": "4"}) == ["big-flats"]
+    assert matched({"phone": "0671234567", "extra": {"city": "Lviv", "rooms": 3}}) == ["big-flats"]
+    assert matched({"phone": "0671234567", "city": "Odesa", "rooms": 5}) == []
+    assert matched({"phone": "0671234567", "city": "Kyiv", "rooms": "many"}) == []
+    assert "or extra.<name>" in problems("routing:\n  rules:\n    - {key: r, team: t, when: {cty: Kyiv}}\n")[0]

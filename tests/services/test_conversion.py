@@ -170,7 +170,8 @@ def test_two_conversions_of_one_lead_at_once_make_one_contact(lf: Leadflow) -> N
     assert manager(lf, "sam")["open_deals"] == 1
 
 
-def test_two_leads_of_one_new_client_converted_at_once_make_one_contact(lf: Leadflow) -> None:
+def test_two_leads_of_one_new_client_converted_at_once_make_one_contact(make_app: Callable[[str], Leadflow]) -> None:
+    lf = make_app(RULES + "dedupe: {fold_window: off}\n")  # two leads of one client, not one folded into the other
     first = take_lead(lf, LeadIn(name="Ivan", phone="0671234567", company="Acme"), NOW)
     second = take_lead(lf, LeadIn(name="Ivan P.", phone="+38 067 123 45 67", company="ACME LLC"), NOW)
     with lf.engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:

@@ -85,13 +85,13 @@ def test_messages_are_in_each_managers_language(lf: Leadflow) -> None:
 def test_contact_by_b_within_its_window_stops_the_chain(lf: Leadflow) -> None:
     lead = take_lead(lf, LeadIn(name="Ivan", phone="0671234567"), T0)
     escalate_due(lf, at(2))
-    with pytest.raises(Conflict, match="Anna does not own lead 1 any more: it is with Bohdan"):
-        record_contact(lf, lead.lead_id, "anna", "call", "connected", at(2.5))
+    with pytest.raises(Conflict, match="Chrystia has never owned lead 1: it is with Bohdan"):
+        record_contact(lf, lead.lead_id, "chrystia", "call", "connected", at(2.5))
     attempt = record_contact(lf, lead.lead_id, "bohdan", "call", "no_answer", at(2.6))
     assert attempt["first_contact"] is False and attempt["sla_state"] == "running"
     done = record_contact(lf, lead.lead_id, "bohdan", "call", "connected", at(3.5))
     assert done == {"id": 1, "first_contact": True, "sla_state": "met", "response_band": "≤20m",
-                    "response_seconds": 3, "status": "contacted"}  # fmt: skip
+                    "response_seconds": 3, "status": "contacted", "late": False, "covered": []}  # fmt: skip
     assert escalate_due(lf, at(100)) == 0
     detail = get_lead(lf, lead.lead_id)
     assert detail["manager_key"] == "bohdan" and detail["status"] == "contacted"

@@ -1,0 +1,1 @@
+"""Pages for people: the answers a browser gets (thank-you and error pages for site forms)."""

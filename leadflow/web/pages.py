@@ -1,0 +1,42 @@
+"""Small server-rendered pages a visitor's browser gets: thanks after a form, the form again with its problems,
+and error pages. Jinja2 with autoescaping; no script, so the strictest Content-Security-Policy holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from leadflow.web.i18n import translator
+
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def render(template: str, language: str, **context: Any) -> str:
+    return _env.get_template(template).render(_=translator(language), lang=language, **context)
+
+
+def thanks_page(language: str, *, repeated: bool = False) -> str:
+    return render("thanks.html", language, repeated=repeated)
+
+
+def form_page(language: str, action: str, problems: Sequence[Mapping[str, str]], values: Mapping[str, str]) -> str:
+    """The form again, with what the visitor typed and what is wrong, so they can fix it and send it again."""
+    shown = ("name", "phone", "email", "message")
+    hidden = {k: v for k, v in values.items() if k not in shown}
+    return render("form.html", language, action=action, problems=problems, values=values, shown=shown,
+                  hidden=hidden)  # fmt: skip
+
+
+def error_page(
+    language: str, status: int, message: str, problems: Sequence[Mapping[str, str]] = (), reference: str | None = None
+) -> str:
+    return render("error.html", language, status=status, message=message, problems=problems, reference=reference)
