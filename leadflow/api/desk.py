@@ -10,18 +10,28 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.api.deps import AppDep
+from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
+from leadflow.api.params import LeadflowRoute, LeadId, Offset
 from leadflow.api.schemas import ManagerRef
+from leadflow.core.fields import CleanText
 from leadflow.core.rules import Key
 from leadflow.services import desk
 from leadflow.services.context import utcnow
 from leadflow.services.conversion import CompanyIn, ContactIn, DealIn, convert
 
-router = APIRouter(prefix="/api/v1/desk", tags=["desk"])
-lead_actions = APIRouter(prefix="/api/v1/leads", tags=["leads"])
+router = APIRouter(prefix="/api/v1/desk", tags=["desk"], route_class=LeadflowRoute)
+lead_actions = APIRouter(prefix="/api/v1/leads", tags=["leads"], route_class=LeadflowRoute)
 
-Actor = Annotated[str, Field(min_length=1, max_length=60, description="Who does it: the operator's or head's name.")]
-Note = Annotated[str | None, Field(None, min_length=1, max_length=1000, description="Kept in the reason and history.")]
-Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+Actor = Annotated[
+    CleanText, Field(min_length=1, max_length=60, description="Who does it: the operator's or head's name.")
+]
+Note = Annotated[
+    CleanText | None, Field(None, min_length=1, max_length=1000, description="Kept in the reason and history.")
+]
+Reason = Annotated[CleanText, Field(min_length=1, max_length=1000)]
+
+
+ACTION_ERRORS = {**NOT_FOUND, **CONFLICT, **JSON_BODY}
 
 
 class _Body(BaseModel):
@@ -161,42 +171,72 @@ class ConvertOut(BaseModel):
 
 
 @router.get("", response_model=DeskPage, summary="Leads waiting at the quality desk, oldest first")
-def queue(app: AppDep, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+def queue(app: AppDep, limit: int = Query(50, ge=1, le=200), offset: Offset = 0) -> dict[str, Any]:
     return desk.desk_queue(app, utcnow(), limit=limit, offset=offset)
 
 
-@router.post("/{lead_id}/junk", response_model=DeskResult, summary="Junk: set aside with a reason, restorable")
-def junk(lead_id: int, body: JunkIn, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/{lead_id}/junk",
+    response_model=DeskResult,
+    summary="Junk: set aside with a reason, restorable",
+    responses=ACTION_ERRORS,
+)
+def junk(lead_id: LeadId, body: JunkIn, app: AppDep) -> dict[str, Any]:
     return desk.junk_at_desk(app, lead_id, utcnow(), reason=body.reason, actor=body.actor)
 
 
-@router.post("/{lead_id}/contact", response_model=DeskResult, summary="Low value: Contact + Company, kept for later")
-def keep_as_contact(lead_id: int, body: KeepIn, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/{lead_id}/contact",
+    response_model=DeskResult,
+    summary="Low value: Contact + Company, kept for later",
+    responses=ACTION_ERRORS,
+)
+def keep_as_contact(lead_id: LeadId, body: KeepIn, app: AppDep) -> dict[str, Any]:
     return desk.contact_at_desk(
         app, lead_id, utcnow(), contact=body.contact, company=body.company, note=body.note, actor=body.actor
     )
 
 
-@router.post("/{lead_id}/deal", response_model=DeskResult, summary="Hot: Deal + Contact + Company, handed on")
-def hand_over_deal(lead_id: int, body: HandOverIn, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/{lead_id}/deal",
+    response_model=DeskResult,
+    summary="Hot: Deal + Contact + Company, handed on",
+    responses=ACTION_ERRORS,
+)
+def hand_over_deal(lead_id: LeadId, body: HandOverIn, app: AppDep) -> dict[str, Any]:
     return desk.deal_at_desk(
         app, lead_id, utcnow(), deal=body.deal, contact=body.contact, company=body.company, hand_to=body.hand_to,
         note=body.note, actor=body.actor,
     )  # fmt: skip
 
 
-@router.post("/{lead_id}/to-owner", response_model=DeskResult, summary="A duplicate: to the client's owner")
-def to_owner(lead_id: int, body: ToOwnerIn, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/{lead_id}/to-owner",
+    response_model=DeskResult,
+    summary="A duplicate: to the client's owner",
+    responses=ACTION_ERRORS,
+)
+def to_owner(lead_id: LeadId, body: ToOwnerIn, app: AppDep) -> dict[str, Any]:
     return desk.to_owner_at_desk(app, lead_id, utcnow(), note=body.note, actor=body.actor)
 
 
-@lead_actions.post("/{lead_id}/convert", response_model=ConvertOut, summary="Convert a lead to Contact/Company/Deal")
-def convert_lead(lead_id: int, body: ConvertIn, app: AppDep) -> dict[str, Any]:
+@lead_actions.post(
+    "/{lead_id}/convert",
+    response_model=ConvertOut,
+    summary="Convert a lead to Contact/Company/Deal",
+    responses=ACTION_ERRORS,
+)
+def convert_lead(lead_id: LeadId, body: ConvertIn, app: AppDep) -> dict[str, Any]:
     return convert(
         app, lead_id, utcnow(), to=body.to, contact=body.contact, company=body.company, deal=body.deal, actor=body.actor
     )
 
 
-@lead_actions.post("/{lead_id}/assign", response_model=DeskResult, summary="Reassign a lead by hand, with a reason")
-def assign(lead_id: int, body: AssignIn, app: AppDep) -> dict[str, Any]:
+@lead_actions.post(
+    "/{lead_id}/assign",
+    response_model=DeskResult,
+    summary="Reassign a lead by hand, with a reason",
+    responses=ACTION_ERRORS,
+)
+def assign(lead_id: LeadId, body: AssignIn, app: AppDep) -> dict[str, Any]:
     return desk.assign_by_hand(app, lead_id, utcnow(), manager=body.manager, reason=body.reason, actor=body.actor)

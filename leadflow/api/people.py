@@ -2,41 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 
 from leadflow.api.deps import AppDep
+from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
+from leadflow.api.params import LeadflowRoute, ManagerKey, TeamKey, key_query
 from leadflow.api.schemas import ManagerOut, TeamOut
-from leadflow.core.rules import Manager, Team
 from leadflow.services import people
 from leadflow.services.context import utcnow
 
-router = APIRouter(prefix="/api/v1", tags=["people"])
+router = APIRouter(prefix="/api/v1", tags=["people"], route_class=LeadflowRoute)
 
 
 @router.get("/managers", response_model=list[ManagerOut])
-def list_managers(app: AppDep, team: str | None = None) -> list[dict[str, Any]]:
+def list_managers(
+    app: AppDep, team: Annotated[str | None, key_query("Only this team's managers.")] = None
+) -> list[dict[str, Any]]:
     return people.list_managers(app, team)
 
 
-@router.post("/managers", response_model=ManagerOut, status_code=201)
-def create_manager(data: Manager, app: AppDep) -> dict[str, Any]:
+@router.post("/managers", response_model=ManagerOut, status_code=201, responses={**CONFLICT, **JSON_BODY})
+def create_manager(data: people.ManagerIn, app: AppDep) -> dict[str, Any]:
     return people.create_manager(app, data, utcnow())
 
 
-@router.get("/managers/{key}", response_model=ManagerOut)
-def get_manager(key: str, app: AppDep) -> dict[str, Any]:
+@router.get("/managers/{key}", response_model=ManagerOut, responses=NOT_FOUND)
+def get_manager(key: ManagerKey, app: AppDep) -> dict[str, Any]:
     return people.get_manager(app, key)
 
 
-@router.patch("/managers/{key}", response_model=ManagerOut, summary="Change a manager (capacity, absence, ...)")
-def update_manager(key: str, patch: people.ManagerPatch, app: AppDep) -> dict[str, Any]:
+@router.patch(
+    "/managers/{key}",
+    response_model=ManagerOut,
+    summary="Change a manager (capacity, absence, ...)",
+    responses={**NOT_FOUND, **JSON_BODY},
+)
+def update_manager(key: ManagerKey, patch: people.ManagerPatch, app: AppDep) -> dict[str, Any]:
     return people.update_manager(app, key, patch, utcnow())
 
 
-@router.delete("/managers/{key}", summary="Remove a manager; one with leads is deactivated instead")
-def delete_manager(key: str, app: AppDep) -> dict[str, Any]:
+@router.delete(
+    "/managers/{key}", summary="Remove a manager; one with leads is deactivated instead", responses=NOT_FOUND
+)
+def delete_manager(key: ManagerKey, app: AppDep) -> dict[str, Any]:
     row = people.delete_manager(app, key, utcnow())
     return {"key": key, "deleted": row["deleted"], "active": row["active"] if not row["deleted"] else None}
 
@@ -46,22 +56,22 @@ def list_teams(app: AppDep) -> list[dict[str, Any]]:
     return people.list_teams(app)
 
 
-@router.post("/teams", response_model=TeamOut, status_code=201)
-def create_team(data: Team, app: AppDep) -> dict[str, Any]:
+@router.post("/teams", response_model=TeamOut, status_code=201, responses={**CONFLICT, **JSON_BODY})
+def create_team(data: people.TeamIn, app: AppDep) -> dict[str, Any]:
     return people.create_team(app, data, utcnow())
 
 
-@router.get("/teams/{key}", response_model=TeamOut)
-def get_team(key: str, app: AppDep) -> dict[str, Any]:
+@router.get("/teams/{key}", response_model=TeamOut, responses=NOT_FOUND)
+def get_team(key: TeamKey, app: AppDep) -> dict[str, Any]:
     return people.get_team(app, key)
 
 
-@router.patch("/teams/{key}", response_model=TeamOut)
-def update_team(key: str, patch: people.TeamPatch, app: AppDep) -> dict[str, Any]:
+@router.patch("/teams/{key}", response_model=TeamOut, responses={**NOT_FOUND, **JSON_BODY})
+def update_team(key: TeamKey, patch: people.TeamPatch, app: AppDep) -> dict[str, Any]:
     return people.update_team(app, key, patch, utcnow())
 
 
-@router.delete("/teams/{key}", status_code=204)
-def delete_team(key: str, app: AppDep) -> Response:
+@router.delete("/teams/{key}", status_code=204, responses={**NOT_FOUND, **CONFLICT})
+def delete_team(key: TeamKey, app: AppDep) -> Response:
     people.delete_team(app, key)
     return Response(status_code=204)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow.core.fields import CleanText
+from leadflow.core.rules import Key
 
 
 class ManagerRef(BaseModel):
@@ -14,12 +17,35 @@ class ManagerRef(BaseModel):
     name: str
 
 
+class ProblemOut(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a code to branch on, a sentence for people, and each problem with its field."""
+
+    error: str = Field(description="invalid_input, not_found, conflict, too_large, internal, ...")
+    message: str
+    problems: list[ProblemOut]
+
+
+class Body(BaseModel):
+    """A request body: a field it does not know is refused (422 naming it), never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class IntakeOut(BaseModel):
-    id: int
-    created: bool
+    id: int = Field(description="The lead: the new one, the first delivery's, or the open lead a repeat joined.")
+    created: bool = Field(description="false: nothing new was created (a repeated delivery, or a folded repeat).")
+    merged: bool = Field(False, description="The client's repeat request was folded into their open lead `id`.")
     status: str
     manager: ManagerRef | None
     reason: str
+    problems: list[ProblemOut] = Field(
+        default_factory=list, description="Fields that could not be kept as sent; the lead is kept and flagged."
+    )
     url: str
 
 
@@ -64,6 +90,9 @@ class LeadSummary(BaseModel):
     score: int | None
     temperature: str | None
     queue: str | None
+    messenger_id: str | None = None
+    merged_into_id: int | None = None
+    problems: list[ProblemOut] | None = None
 
 
 class LeadDetail(LeadSummary):
@@ -94,10 +123,10 @@ class LeadPage(BaseModel):
     offset: int
 
 
-class StatusChange(BaseModel):
-    status: str
-    reason: str | None = None
-    actor: str | None = None
+class StatusChange(Body):
+    status: Key = Field(description="A status of the funnel.")
+    reason: Annotated[CleanText | None, Field(max_length=1000, description="Why; required for junk.")] = None
+    actor: Annotated[CleanText | None, Field(max_length=60, description="Who moves it.")] = None
 
 
 class ManagerOut(BaseModel):
@@ -124,6 +153,10 @@ class TeamOut(BaseModel):
     timezone: str | None
     head_key: str | None
     hours: dict[str, Any] | str | None
+    telegram_chat_id: str | None = None
+    scoring: bool = True
+    desk: bool = False
+    desk_sla_seconds: int | None = None
     managers: int | None = None
 
 

@@ -4,33 +4,43 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from leadflow.api.deps import AppDep
+from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
+from leadflow.api.params import LeadflowRoute, LeadId, MessageId, Offset
+from leadflow.api.schemas import Body
+from leadflow.core.fields import CleanText
+from leadflow.core.rules import Key
 from leadflow.services.context import utcnow
 from leadflow.services.sla import record_contact
 from leadflow.store import outbox
 from leadflow.store.db import READ_ONLY
 from leadflow.store.tables import leads, managers
+from leadflow.store.tables import outbox as outbox_table
 
-router = APIRouter(prefix="/api/v1", tags=["sla"])
+router = APIRouter(prefix="/api/v1", tags=["sla"], route_class=LeadflowRoute)
 
 
-class ContactIn(BaseModel):
-    manager: str = Field(..., description="Key of the manager who made the contact; must own the lead.")
+class ContactIn(Body):
+    manager: Key = Field(..., description="Key of the manager who made the contact; must own the lead.")
     kind: Literal["call", "message", "meeting"] = "call"
-    outcome: str = Field(
+    outcome: Key = Field(
         "connected", description="call: connected, no_answer, busy, wrong_number; message: sent; meeting: set"
     )
-    note: str | None = Field(None, max_length=2000)
+    note: Annotated[CleanText | None, Field(max_length=2000)] = None
 
 
-@router.post("/leads/{lead_id}/contact", summary="Record a contact; a real one stops the first-contact clock")
-def post_contact(lead_id: int, body: ContactIn, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/leads/{lead_id}/contact",
+    summary="Record a contact; a real one stops the first-contact clock",
+    responses={**NOT_FOUND, **CONFLICT, **JSON_BODY},
+)
+def post_contact(lead_id: LeadId, body: ContactIn, app: AppDep) -> dict[str, Any]:
     return record_contact(app, lead_id, body.manager, body.kind, body.outcome, utcnow(), body.note)
 
 
@@ -78,18 +88,53 @@ def breaches(app: AppDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, A
     return {"items": rows, "total": len(rows)}
 
 
-@router.get("/outbox", summary="Notifications: pending, sent, or dead (given up after retries)")
+class OutboxMessageOut(BaseModel):
+    id: int
+    event_id: int | None
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class OutboxPage(BaseModel):
+    items: list[OutboxMessageOut]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get(
+    "/outbox", response_model=OutboxPage, summary="Notifications: pending, sent, or dead (given up after retries)"
+)
 def list_outbox(
     app: AppDep,
     status: Literal["pending", "sent", "dead"] | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
-) -> list[dict[str, Any]]:
+    offset: Offset = 0,
+) -> OutboxPage:
+    count = select(func.count()).select_from(outbox_table)
+    if status is not None:
+        count = count.where(outbox_table.c.status == status)
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        return [asdict(m) for m in outbox.list_messages(conn, status, limit, offset)]
+        items = [OutboxMessageOut.model_validate(asdict(m)) for m in outbox.list_messages(conn, status, limit, offset)]
+        total = conn.execute(count).scalar_one()
+    return OutboxPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("/outbox/{message_id}/retry", summary="Put a dead notification back in the queue")
-def retry(message_id: int, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/outbox/{message_id}/retry",
+    response_model=OutboxMessageOut,
+    summary="Put a dead notification back in the queue",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def retry(message_id: MessageId, app: AppDep) -> dict[str, Any]:
     with app.engine.begin() as conn:
         return asdict(outbox.retry_dead(conn, message_id, utcnow()))

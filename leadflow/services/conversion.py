@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from leadflow.core.cleaning import company_block, company_key, normalize_email, normalize_phone
 from leadflow.core.dedupe import Duplicate, Match, choose_duplicate
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput
+from leadflow.core.fields import CleanText, Money
 from leadflow.core.lead import MAX_SHORT, CleanLead
 from leadflow.core.rules import RulesFile
 from leadflow.services.context import Leadflow
@@ -37,9 +38,9 @@ class ClientContactIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str | None = Field(None, min_length=1, max_length=MAX_SHORT)
-    phone: str | None = Field(None, min_length=1, max_length=40)
-    email: str | None = Field(None, min_length=1, max_length=254)
+    name: CleanText | None = Field(None, min_length=1, max_length=MAX_SHORT)
+    phone: CleanText | None = Field(None, min_length=1, max_length=40)
+    email: CleanText | None = Field(None, min_length=1, max_length=254)
 
 
 # The API's first-contact body is already called ContactIn; a distinct class name keeps both OpenAPI schemas plain.
@@ -51,18 +52,16 @@ class CompanyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(..., min_length=1, max_length=MAX_SHORT)
+    name: CleanText = Field(..., min_length=1, max_length=MAX_SHORT)
 
 
 class DealIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str | None = Field(
+    title: CleanText | None = Field(
         None, min_length=1, max_length=MAX_SHORT, description="The company or person when absent."
     )
-    amount: Decimal | None = Field(
-        None, ge=0, le=Decimal("1e12"), max_digits=16, decimal_places=2, description="The lead's budget when absent."
-    )
+    amount: Money | None = Field(None, description="The lead's budget when absent.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
-from leadflow.core.errors import Conflict, InvalidInput, NotFound
+from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import assign_existing, desk_team, queue_at_desk
 from leadflow.services.sla import stop_clock
@@ -64,8 +64,27 @@ def _filtered(query: Select[Any], f: LeadFilter) -> Select[Any]:
     return query
 
 
+# Statuses a lead can have that are not steps of the funnel: a repeat request folded into the client's open lead.
+OUTSIDE_FUNNEL = ("merged",)
+
+
+def check_filter(app: Leadflow, f: LeadFilter) -> None:
+    """A filter that can never match is a mistake to say, not an empty page to show."""
+    funnel = [s.key for s in app.rules.funnel]
+    statuses = funnel + [s for s in OUTSIDE_FUNNEL if s not in funnel]
+    problems = []
+    if f.status is not None and f.status not in statuses:
+        problems.append(FieldProblem("status", f"'{f.status}' is not a status: use one of {', '.join(statuses)}"))
+    for name, value in (("created_from", f.created_from), ("created_to", f.created_to)):
+        if value is not None and value.tzinfo is None:
+            problems.append(FieldProblem(name, "give a time zone, e.g. 2026-11-23T10:00:00Z or +02:00"))
+    if problems:
+        raise InvalidInput(problems)
+
+
 def list_leads(app: Leadflow, f: LeadFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """Newest first; the total counts every lead that matches the filter."""
+    check_filter(app, f)
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
         rows = conn.execute(_filtered(_LEAD_VIEW, f).order_by(leads.c.id.desc()).limit(limit).offset(offset))
         count_query = select(func.count()).select_from(leads.outerjoin(managers, managers.c.id == leads.c.manager_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,7 +11,8 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
-from leadflow.core.rules import Key, Manager, Team
+from leadflow.core.fields import CleanJson, CleanText
+from leadflow.core.rules import Key, Manager, Team, Vacation
 from leadflow.core.schedule import ScheduleError, parse_working_hours
 from leadflow.services.context import Leadflow
 from leadflow.store.db import READ_ONLY
@@ -20,20 +21,58 @@ from leadflow.store.tables import leads, managers, teams
 _MANAGER_VIEW = select(managers, teams.c.key.label("team")).join(teams, teams.c.id == managers.c.team_id)
 
 
+# Text a manager or team row keeps, bounded by its column and refused when it holds control characters.
+Name = Annotated[CleanText, Field(min_length=1, max_length=200)]
+Email = Annotated[CleanText, Field(min_length=1, max_length=254)]
+ChatId = Annotated[CleanText, Field(min_length=1, max_length=60, description="A Telegram chat id.")]
+TimeZone = Annotated[CleanText, Field(min_length=1, max_length=60, description="An IANA name like Europe/Kyiv.")]
+Tag = Annotated[CleanText, Field(min_length=1, max_length=60)]
+Hours = Annotated[
+    CleanJson | Annotated[CleanText, Field(max_length=2000)] | None,
+    Field(description="Working hours: 'mon-fri 09:00-18:00', a mapping of days to hours, or 'always'."),
+]
+
+
+class ManagerIn(Manager):
+    """A new manager, as the rules file describes one, with every text field bounded and clean."""
+
+    name: Name
+    email: Email | None = None
+    telegram_chat_id: ChatId | None = None
+    regions: tuple[Tag, ...] = ()
+    products: tuple[Tag, ...] = ()
+    languages: tuple[Tag, ...] = ()
+    hours: Hours = None
+
+
+class TeamIn(Team):
+    """A new team, as the rules file describes one, with every text field bounded and clean."""
+
+    name: Name | None = None
+    timezone: TimeZone | None = None
+    hours: Hours = None
+    telegram_chat_id: ChatId | None = None
+    slack_webhook_url: Annotated[CleanText | None, Field(max_length=500, description="An incoming webhook.")] = None
+
+
+# Manager's annotations name Vacation, defined after it; a subclass in another module resolves them here.
+ManagerIn.model_rebuild(_types_namespace={"Vacation": Vacation})
+
+
 class ManagerPatch(BaseModel):
     """Fields a head of sales changes day to day; all optional."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
+    name: Name | None = None
     team: Key | None = None
-    email: str | None = None
-    telegram_chat_id: str | None = None
-    regions: list[str] | None = None
-    products: list[str] | None = None
-    languages: list[str] | None = None
+    email: Email | None = None
+    telegram_chat_id: ChatId | None = None
+    regions: list[Tag] | None = None
+    products: list[Tag] | None = None
+    languages: list[Tag] | None = None
     capacity: int | None = Field(None, ge=0, le=100_000)
-    hours: dict[str, Any] | str | None = None
+    hours: Hours = None
     active: bool | None = None
     absent: bool | None = None
 
@@ -41,10 +80,10 @@ class ManagerPatch(BaseModel):
 class TeamPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
-    timezone: str | None = None
+    name: Name | None = None
+    timezone: TimeZone | None = None
     head: Key | None = None
-    hours: dict[str, Any] | str | None = None
+    hours: Hours = None
 
 
 def _team_id(conn: Connection, key: str) -> int:
@@ -103,6 +142,8 @@ def create_manager(app: Leadflow, data: Manager, now: datetime) -> dict[str, Any
         values = data.model_dump(exclude={"team"})
         values.update(team_id=_team_id(conn, data.team), open_leads=0, created_at=now, updated_at=now)
         values.update(regions=list(data.regions), products=list(data.products), languages=list(data.languages))
+        # Stored as the rules file writes them, which is how routing reads them back.
+        values["vacations"] = [{"from": v.start.isoformat(), "to": v.end.isoformat()} for v in data.vacations]
         conn.execute(managers.insert().values(**values))
         return _manager(conn, data.key)
 
@@ -160,7 +201,9 @@ def create_team(app: Leadflow, data: Team, now: datetime) -> dict[str, Any]:
         conn.execute(
             teams.insert().values(
                 key=data.key, name=data.name or data.key, timezone=data.timezone, head_key=data.head,
-                hours=data.hours, created_at=now, updated_at=now,
+                hours=data.hours, telegram_chat_id=data.telegram_chat_id, slack_webhook_url=data.slack_webhook_url,
+                scoring=data.scoring, desk=data.desk, desk_sla_seconds=int(data.desk_sla.total_seconds()),
+                created_at=now, updated_at=now,
             )
         )  # fmt: skip
         return _team(conn, data.key)

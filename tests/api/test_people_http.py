@@ -363,3 +363,13 @@ def test_hours_of_the_wrong_type_is_422_naming_hours(api: httpx.Client) -> None:
     r = api.patch("/api/v1/managers/anna", json={"hours": 9})
     assert r.status_code == 422, r.text
     assert fields_of(r) == ["hours"]
+
+
+def test_a_new_team_keeps_its_chat_desk_and_scoring_settings(api: httpx.Client) -> None:
+    body = {"key": "desk-team", "name": "Desk team", "telegram_chat_id": "-100777", "desk": True, "desk_sla": "5m",
+            "scoring": False}  # fmt: skip
+    r = api.post("/api/v1/teams", json=body)
+    assert r.status_code == 201, r.text
+    got = api.get("/api/v1/teams/desk-team").json()
+    assert (got["telegram_chat_id"], got["desk"], got["desk_sla_seconds"], got["scoring"]) == ("-100777", True, 300,
+                                                                                                 False)  # fmt: skip

@@ -59,7 +59,7 @@ def test_bad_contacts_get_a_clear_error_and_change_nothing(
     if field:
         assert field in [p["field"] for p in r.json()["problems"]]
     else:
-        assert r.json()["message"] == f"Bohdan does not own lead {lead['id']} any more: it is with Anna"
+        assert r.json()["message"] == f"Bohdan has never owned lead {lead['id']}: it is with Anna"
     detail = api.get(f"/api/v1/leads/{lead['id']}").json()
     assert detail["sla"]["state"] == "running" and detail["status"] == "assigned"
     assert [e["type"] for e in detail["events"]] == ["lead.received", "lead.assigned"]
@@ -91,7 +91,7 @@ def test_dead_letters_are_visible_and_can_be_retried(api: httpx.Client, lf: Lead
         conn.execute(outbox.insert().values(channel="telegram", recipient="42", body="hi", payload={}, status="dead",
                                             attempts=6, next_attempt_at=now, last_error="telegram answered 403",
                                             created_at=now))  # fmt: skip
-    dead = api.get("/api/v1/outbox", params={"status": "dead"}).json()
+    dead = api.get("/api/v1/outbox", params={"status": "dead"}).json()["items"]
     assert [(m["recipient"], m["last_error"]) for m in dead] == [("42", "telegram answered 403")]
     retried = api.post(f"/api/v1/outbox/{dead[0]['id']}/retry").json()
     assert retried["status"] == "pending" and retried["attempts"] == 0
