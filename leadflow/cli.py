@@ -2,22 +2,73 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from leadflow.core.errors import InvalidInput
+from leadflow.cli_errors import CommandError, explain
 from leadflow.core.rules_text import RulesError
 from leadflow.settings import Settings, get_settings
 
-app = typer.Typer(help="leadflow: every lead collected, cleaned, routed and called back.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from leadflow.services.health import NotificationReach
+
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Commands(typer.Typer):
+    """Every command registered here answers a person's mistake with one line and exit code 1, not a traceback."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(function: F) -> F:
+            register(_one_line_errors(function))
+            return function
+
+        return decorator
+
+
+def _one_line_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # already said, or usage the parser explains
+            raise
+        except Exception as exc:
+            files = [v for k, v in kwargs.items() if isinstance(v, Path) and k != "rules"]
+            message = explain(exc, database_url=kwargs.get("database") or _configured_database(), files=files)
+            if message is None:
+                raise  # a fault in leadflow itself: the traceback is for whoever fixes it
+            raise _fail(message) from None
+
+    return run
+
+
+def _configured_database() -> str | None:
+    try:
+        return get_settings().database_url
+    except Exception:  # the settings themselves are broken; that error is the one to show
+        return None
+
+
+# Locals in a traceback would show database passwords and tokens.
+app = _Commands(
+    help="leadflow: every lead collected, cleaned, routed and called back.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 RulesOption = Annotated[Path | None, typer.Option("--rules", "-r", help="Rules file (default: LEADFLOW_RULES).")]
 DbOption = Annotated[
@@ -36,8 +87,27 @@ def _settings(rules: Path | None = None, database: str | None = None) -> Setting
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(Text.assemble(("error: ", "bold red"), message))
     return typer.Exit(code=1)
+
+
+def _read_request(file: Path) -> dict[str, Any]:
+    """One lead from a JSON file, as a channel would send it; a broken file is named in the error."""
+    from leadflow.core.errors import InvalidInput
+    from leadflow.core.text import read_json
+
+    try:
+        data = read_json(file.read_bytes())
+    except InvalidInput as exc:  # "the body is not valid JSON: ...": here the body is the file
+        raise CommandError(f"{file}: {exc.problems[0].reason.removeprefix('the body is ')}") from None
+    if not isinstance(data, dict):
+        raise CommandError(f'{file}: a lead is a JSON object, like {{"name": ..., "phone": ...}}')
+    return data
+
+
+def _warn_about_notifications(reach: NotificationReach) -> None:
+    for warning in reach.warnings:
+        err.print(Text.assemble(("warning: ", "bold yellow"), warning))
 
 
 @app.command("check-rules")
@@ -48,13 +118,17 @@ def check_rules(file: Path) -> None:
     try:
         rules = read_rules(file)
     except RulesError as exc:
-        err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]")
+        err.print(Text(f"{file}: {len(exc.problems)} problem(s)", "bold red"))
         for problem in exc.problems:
-            err.print(f"  {problem}")
+            err.print(Text(f"  {problem}"))
         raise typer.Exit(code=1) from None
+    fallback = ", a fallback" if rules.routing.fallback else ", no fallback"
     console.print(
-        f"[green]{file}: ok[/] — {len(rules.teams)} team(s), {len(rules.managers)} manager(s), "
-        f"{len(rules.routing.rules)} routing rule(s){', a fallback' if rules.routing.fallback else ', no fallback'}"
+        Text.assemble(
+            (f"{file}: ok", "green"),
+            f" — {len(rules.teams)} team(s), {len(rules.managers)} manager(s), "
+            f"{len(rules.routing.rules)} routing rule(s){fallback}",
+        )
     )
 
 
@@ -64,10 +138,7 @@ def init_db(rules: RulesOption = None, database: DbOption = None) -> None:
     from leadflow.bootstrap import open_app
 
     settings = _settings(rules, database)
-    try:
-        lf = open_app(settings)
-    except RulesError as exc:
-        raise _fail(str(exc)) from None
+    lf = open_app(settings)
     console.print(f"[green]database ready[/]: {lf.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -90,19 +161,24 @@ def serve(
     settings = _settings(rules, database)
     if host or port:
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    try:
-        lf = open_app(settings)
-    except RulesError as exc:
-        raise _fail(str(exc)) from None
+    lf = open_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
     console.print(f"  API:  {url}/api/v1/leads    docs: {url}/docs")
+    api = create_api(lf, settings)
     if worker:
         from leadflow.worker import Worker
 
-        Worker(lf, poll_seconds=settings.worker_poll_seconds).start()
+        in_process = Worker(lf, poll_seconds=settings.worker_poll_seconds)
+        _warn_about_notifications(in_process.notification_reach())
+        in_process.start()
+        api.state.worker = in_process  # GET /api/v1/health reports on it
         console.print("  worker: first-contact deadlines and notifications run in this process")
-    uvicorn.run(create_api(lf, settings), host=settings.host, port=settings.port, log_level="info")
+    else:
+        from leadflow.services.health import check_notifications
+
+        _warn_about_notifications(check_notifications(lf))
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
 
 
 @app.command("worker")
@@ -121,11 +197,9 @@ def run_worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings(rules, database)
-    try:
-        lf = open_app(settings)
-    except RulesError as exc:
-        raise _fail(str(exc)) from None
+    lf = open_app(settings)
     w = Worker(lf, poll_seconds=settings.worker_poll_seconds, batch=batch)
+    _warn_about_notifications(w.notification_reach())
     if drain:
         console.print(f"escalated {w.drain()} lead(s)")
         return
@@ -159,21 +233,15 @@ def assign(
 
     if not unassigned:
         raise _fail("say which leads to route: --unassigned routes the whole unassigned queue")
-    try:
-        lf = open_app(_settings(rules, database))
-    except RulesError as exc:
-        raise _fail(str(exc)) from None
+    lf = open_app(_settings(rules, database))
     total = count_backlog(lf)
     total = min(total, limit) if limit is not None else total
     label = "planning" if dry_run else "assigning"
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=total)
-        try:
-            report = assign_backlog(lf, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit,
-                                    progress=lambda n: bar.advance(task, n))  # fmt: skip
-        except InvalidInput as exc:
-            raise _fail(str(exc)) from None
+        report = assign_backlog(lf, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit,
+                                progress=lambda n: bar.advance(task, n))  # fmt: skip
     console.print(report.table())
     if report.unassigned:
         console.print(report.reasons_table())
@@ -196,24 +264,19 @@ def train_scoring(
 ) -> None:
     """Train the win-probability model on closed leads, check it on a held-out quarter, and make it active."""
     from leadflow.bootstrap import open_app
-    from leadflow.core.errors import LeadflowError
+    from leadflow.core.errors import InvalidInput
     from leadflow.services.context import utcnow
     from leadflow.services.training import train_and_store
 
     if csv is not None and not csv.exists():
-        raise _fail(f"{csv} does not exist")
-    try:
-        lf = open_app(_settings(rules, database))
-    except RulesError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(f"{csv} does not exist: check the path")
+    lf = open_app(_settings(rules, database))
     try:
         report = train_and_store(lf.engine, lf.rules, utcnow(), csv_path=csv)
     except InvalidInput as exc:
         for problem in exc.problems:
             err.print(f"  {problem.reason} (field: {problem.field})", markup=False)
         raise _fail(f"{csv}: {len(exc.problems)} bad row(s); nothing was trained") from None
-    except LeadflowError as exc:
-        raise _fail(str(exc)) from None
     console.print(report.summary(), markup=False, highlight=False)
 
 
@@ -227,18 +290,13 @@ def route_lead(
     database: DbOption = None,
 ) -> None:
     """Show what the rules would do with a lead right now: its score, the rules, every candidate, the pick."""
-    from pydantic import ValidationError
-
     from leadflow.bootstrap import open_app
-    from leadflow.core.lead import LeadIn
+    from leadflow.core.lead import read_lead
     from leadflow.services.context import utcnow
     from leadflow.services.explain import dry_run as explain_dry_run
 
-    try:
-        lead = LeadIn.model_validate_json(file.read_bytes())
-        result = explain_dry_run(open_app(_settings(rules, database)), lead, utcnow())
-    except (ValidationError, InvalidInput, RulesError, OSError) as exc:
-        raise _fail(str(exc)) from None
+    lead, problems, _ = read_lead(_read_request(file))
+    result = explain_dry_run(open_app(_settings(rules, database)), lead, utcnow(), problems)
     q = result["qualification"]
     if q["score"] is not None or q["temperature"]:
         console.print(f"[bold]qualification[/]: {q['reason']}")
@@ -261,8 +319,16 @@ def route_lead(
 
 @app.command("demo")
 def demo(
-    database: DbOption = None,
-    port: Annotated[int, typer.Option(help="Port of the demo's API.")] = 8000,
+    database: Annotated[
+        str | None, typer.Option("--database", "-d", help="Database URL (default: a new SQLite file in a temp folder).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the demo's API; it must be free. Without it: LEADFLOW_PORT (8000), or a free port when "
+            "that one is taken (by `leadflow serve`, say); the screen shows which."
+        ),
+    ] = None,
     deadline: Annotated[str, typer.Option(help="First-contact deadline, like 20s or 1m.")] = "20s",
     pace: Annotated[float, typer.Option(help="Seconds between two new leads.")] = 4.0,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
@@ -271,14 +337,11 @@ def demo(
     """Watch speed-to-lead work: leads arrive, simulated managers call some and miss others, leads move on."""
     import tempfile
 
-    from leadflow.demo import DemoError, run_demo
+    from leadflow.demo import run_demo
 
     url = database or f"sqlite:///{Path(tempfile.mkdtemp(prefix='leadflow-demo-')) / 'demo.db'}"
-    try:
-        run_demo(url, port=port, deadline=deadline, pace_seconds=pace, duration_seconds=duration, console=console,
-                 live=live)  # fmt: skip
-    except DemoError as exc:
-        raise _fail(str(exc)) from None
+    run_demo(url, port=port if port is not None else get_settings().port, any_free_port=port is None,
+             deadline=deadline, pace_seconds=pace, duration_seconds=duration, console=console, live=live)  # fmt: skip
 
 
 @app.command("contact")
@@ -293,14 +356,10 @@ def contact(
 ) -> None:
     """Record a contact with a lead; a connected call, a sent message or a set meeting stops its SLA clock."""
     from leadflow.bootstrap import open_app
-    from leadflow.core.errors import LeadflowError
     from leadflow.services.context import utcnow
     from leadflow.services.sla import record_contact
 
-    try:
-        result = record_contact(open_app(_settings(rules, database)), lead_id, manager, kind, outcome, utcnow(), note)
-    except LeadflowError as exc:
-        raise _fail(str(exc)) from None
+    result = record_contact(open_app(_settings(rules, database)), lead_id, manager, kind, outcome, utcnow(), note)
     console.print_json(json.dumps(result))
 
 
@@ -317,11 +376,8 @@ def import_leads(
     from leadflow.services.importing import count_rows, import_csv
 
     if not file.exists():
-        raise _fail(f"{file} does not exist")
-    try:
-        lf = open_app(_settings(rules, database))
-    except RulesError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(f"{file} does not exist: check the path")
+    lf = open_app(_settings(rules, database))
     total = count_rows(file)
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
@@ -330,6 +386,8 @@ def import_leads(
     console.print(
         f"[green]{report.created} new[/], {report.repeated} already here, {report.junk} junk, "
         f"{report.unassigned} unassigned, [red]{len(report.rejected)} rejected[/]"
+        + (f"; {report.merged} folded into the client's open lead" if report.merged else "")
+        + (f"; {report.flagged} kept with fields to check" if report.flagged else "")
     )
     if report.rejected:
         table = Table("line", "reason", title="rejected rows")
@@ -346,20 +404,15 @@ def post_lead(
     database: DbOption = None,
 ) -> None:
     """Take in one lead from a JSON file, as the API would, and print the decision."""
-    from pydantic import ValidationError
-
     from leadflow.bootstrap import open_app
-    from leadflow.core.lead import LeadIn
     from leadflow.services.context import utcnow
-    from leadflow.services.intake import take_lead
+    from leadflow.services.intake import receive
 
-    try:
-        lead = LeadIn.model_validate_json(file.read_bytes())
-        result = take_lead(open_app(_settings(rules, database)), lead, utcnow())
-    except (ValidationError, InvalidInput, RulesError) as exc:
-        raise _fail(str(exc)) from None
-    console.print_json(json.dumps({"id": result.lead_id, "created": result.created, "status": result.status,
-                                   "manager": result.manager_key, "reason": result.reason}))  # fmt: skip
+    result = receive(open_app(_settings(rules, database)), _read_request(file), utcnow())
+    problems = [{"field": p.field, "reason": p.reason} for p in result.problems]
+    console.print_json(json.dumps({"id": result.lead_id, "created": result.created, "merged": result.merged,
+                                   "status": result.status, "manager": result.manager_key, "reason": result.reason,
+                                   "problems": problems}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from datetime import datetime
 from leadflow.channels.senders import Sender, senders_from_config
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
+from leadflow.services.health import NotificationReach, check_notifications
 from leadflow.services.sla import escalate_due, next_due_at
 
 log = logging.getLogger("leadflow.worker")
@@ -37,6 +38,10 @@ class Worker:
         self.clock = clock
         self.stop = threading.Event()
         self.escalated = 0
+
+    def notification_reach(self) -> NotificationReach:
+        """Where this worker's notifications would go, with a warning when they would reach no one."""
+        return check_notifications(self.app, channels=tuple(self.senders))
 
     def drain(self, attempts: int = 5) -> int:
         """Escalate everything due now; returns how many leads moved. A failed round is retried."""

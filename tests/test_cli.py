@@ -169,6 +169,25 @@ def test_check_rules_on_a_missing_file_fails(cli: Cli) -> None:
     assert "cannot read the file" in one_line(r.stderr)
 
 
+def test_check_rules_refuses_an_empty_file(cli: Cli) -> None:
+    empty = cli.write("empty.yaml", "# the rules will go here\n")
+    r = cli("check-rules", str(empty))
+    assert r.returncode == 1
+    assert "ok" not in r.stdout
+    assert "line 1: the rules file is empty" in one_line(r.stderr)
+
+
+def test_check_rules_lists_type_and_reference_problems_in_one_pass(cli: Cli) -> None:
+    text = BROKEN_RULES.replace("{key: all, team: sales}", "{key: all, team: sales, managers: [anna, zenon]}")
+    broken = cli.write("broken.yaml", text)
+    r = cli("check-rules", str(broken))
+    assert r.returncode == 1
+    err = one_line(r.stderr)
+    assert "2 problem(s)" in err
+    assert "line 7: managers.1.capacity" in err
+    assert "line 10: routing.rules.0.managers: rule 'all' names manager 'zenon', who is not declared" in err
+
+
 # --------------------------------------------------------------------------------------------------------------
 # init-db
 
@@ -207,8 +226,8 @@ def test_import_reports_new_and_rejected_rows_and_keeps_unknown_columns(cli: Cli
     assert r.returncode == 2, r.stdout + r.stderr  # a rejected row makes the exit code say so
     assert "4 new, 0 already here, 0 junk, 0 unassigned, 1 rejected" in one_line(r.stdout)
     rejected = [line for line in r.stderr.splitlines() if "too short" in line]
-    assert len(rejected) == 1 and re.search(r"\b4\b", rejected[0]), r.stderr
-    assert "phone '12' is too short for region UA (field: phone)" in rejected[0]
+    assert re.search(r"\b4\b", rejected[0]), r.stderr
+    assert "phone '12' is too short for region UA (field: phone)" in one_line(r.stderr)
 
     rows = cli.query("select name, phone, email, status, channel, raw from leads order by id")
     assert [(n, p, e, s, c) for n, p, e, s, c, _ in rows] == [
@@ -274,11 +293,11 @@ def test_a_semicolon_separated_excel_export_works(cli: Cli) -> None:
 def test_import_sets_junk_aside_and_counts_it(cli: Cli) -> None:
     text = "name,phone\nCasino Royale,0671234567\nNo Contact,\nIvan,0501112233\n"
     r = cli("import", str(cli.write("mixed.csv", text)))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "3 new, 0 already here, 2 junk, 0 unassigned, 0 rejected" in one_line(r.stdout)
+    assert r.returncode == 2, r.stdout + r.stderr  # a row with no way to reach the client is refused, and named
+    assert "2 new, 0 already here, 1 junk, 0 unassigned, 1 rejected" in one_line(r.stdout)
+    assert "no way to reach the client" in one_line(r.stderr)
     assert cli.query("select status, junk_reason from leads order by id") == [
         ("junk", "name contains the junk keyword 'casino'"),
-        ("junk", "no way to contact: neither phone nor e-mail"),
         ("assigned", None),
     ]
 
@@ -303,21 +322,21 @@ def test_post_prints_the_decision_as_json(cli: Cli) -> None:
     assert json.loads(r.stdout) == {
         "id": 1,
         "created": True,
+        "merged": False,
         "status": "assigned",
         "manager": "anna",
         "reason": "rule 'all' matched any lead; round robin among 3 eligible",
+        "problems": [],
     }
     [(phone, utm, manager_id)] = cli.query("select phone, utm, manager_id from leads")
     assert (phone, json.loads(utm), manager_id) == ("+380677654321", {"utm_source": "google"}, 1)
 
-    # The same client again is a duplicate and goes to the owner.
+    # The same client again, while the lead is open, is folded into it: one lead, one owner.
     again = cli("post", str(path))
     assert again.returncode == 0, again.stderr
     decision = json.loads(again.stdout)
-    assert (decision["id"], decision["manager"]) == (2, "anna")
-    assert decision["reason"] == (
-        "duplicate of open lead #1 by phone +380677654321, owned by Anna; sent to the owner Anna"
-    )
+    assert (decision["id"], decision["merged"], decision["manager"]) == (1, True, "anna")
+    assert decision["reason"].startswith("folded into open lead #1: the same client (phone +380677654321)")
 
 
 def test_post_with_an_external_id_twice_creates_one_lead(cli: Cli) -> None:
@@ -331,8 +350,13 @@ def test_post_with_an_external_id_twice_creates_one_lead(cli: Cli) -> None:
 
 @pytest.mark.parametrize(
     ("content", "field"),
-    [('{"name": "Ivan", "phone": "12"}', "phone"), ('{"phnoe": "0671234567"}', "phnoe"), ("{not json", "json")],
-    ids=["bad phone", "unknown field", "broken JSON"],
+    [
+        ('{"name": "Ivan", "phone": "12"}', "phone"),
+        ('{"phnoe": "0671234567"}', "empty"),
+        ("{not json", "json"),
+        ("[1, 2]", "json object"),
+    ],
+    ids=["bad phone", "only an unknown field", "broken JSON", "not an object"],
 )
 def test_post_of_a_bad_lead_fails_and_stores_nothing(cli: Cli, content: str, field: str) -> None:
     r = cli("post", str(cli.write("lead.json", content)))
@@ -379,10 +403,12 @@ def test_import_reports_bad_rows_with_their_line_on_both_databases(
         encoding="utf-8",
     )
     report = import_csv(lf, path, utcnow)
-    assert report.created == 2
-    assert [line for line, _ in report.rejected] == [3, 4]
-    assert report.rejected[0][1].startswith("budget: ")
-    assert report.rejected[1][1] == "phone '12' is too short for region UA (field: phone)"
+    assert (report.created, report.flagged) == (3, 1)  # Olha is kept: her phone works, her budget is named
+    assert [line for line, _ in report.rejected] == [4]
+    assert report.rejected[0][1].startswith("phone '12' is too short for region UA (field: phone); ")
+    with lf.engine.connect() as conn:
+        problems = conn.execute(select(leads.c.problems).where(leads.c.name == "Olha")).scalar_one()
+    assert problems == [{"field": "budget", "reason": "budget 'a lot' was not kept: Input should be a valid decimal"}]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -469,7 +495,7 @@ def test_route_dry_run_explains_and_stores_nothing(cli: Cli) -> None:
 def test_contact_stops_the_clock_from_the_command_line(cli: Cli) -> None:
     assert cli("post", str(cli.write("lead.json", '{"phone": "0671234567"}'))).returncode == 0
     wrong = cli("contact", "1", "--manager", "bohdan")
-    assert wrong.returncode == 1 and "Bohdan does not own lead 1 any more: it is with Anna" in one_line(wrong.stderr)
+    assert wrong.returncode == 1 and "Bohdan has never owned lead 1: it is with Anna" in one_line(wrong.stderr)
     r = cli("contact", "1", "--manager", "anna", "--kind", "message", "--outcome", "sent")
     assert r.returncode == 0, r.stderr
     assert '"sla_state": "met"' in r.stdout and '"status": "contacted"' in r.stdout
