@@ -143,7 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> Response:
-        return error_response(request, 409, "conflict", str(exc))
+        return error_response(request, 409, exc.code, str(exc))
 
     @app.exception_handler(RulesError)
     async def _rules(request: Request, exc: RulesError) -> Response:

@@ -33,3 +33,5 @@ class NotFound(LeadflowError):
 
 class Conflict(LeadflowError):
     """The request is understood but does not fit the current state."""
+
+    code = "conflict"  # the `error` of the answer; a kind of conflict a client acts on has its own

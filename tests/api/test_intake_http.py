@@ -62,6 +62,20 @@ def test_plain_html_form_post_works(api: httpx.Client, lf: Leadflow) -> None:
     assert detail["raw"]["city"] == "Lviv"
 
 
+def test_an_idempotency_key_reused_for_another_lead_is_refused_and_nothing_is_lost(
+    api: httpx.Client, lf: Leadflow
+) -> None:
+    first = api.post("/api/v1/leads", json={"name": "Ivan", "phone": "0671234567"}, headers={"Idempotency-Key": "k"})
+    other = {"name": "Petro", "phone": "0501112233", "product": "leasing"}
+    r = api.post("/api/v1/leads", json=other, headers={"Idempotency-Key": "k"})
+    assert r.status_code == 409 and r.json()["error"] == "idempotency_key_reused"
+    assert r.json()["message"].startswith(
+        f"Idempotency-Key 'k' was already used for a different request (lead {first.json()['id']})"
+    )
+    assert rows_written(lf)["leads"] == 1
+    assert api.post("/api/v1/leads", json=other, headers={"Idempotency-Key": "k2"}).status_code == 201
+
+
 def test_idempotency_key_header_repeats_nothing(api: httpx.Client, lf: Leadflow) -> None:
     lead = {"name": "Ivan", "phone": "0671234567"}
     first = api.post("/api/v1/leads", json=lead, headers={"Idempotency-Key": "abc-1"})
