@@ -47,7 +47,7 @@ from leadflow.services.sla import (
 )
 from leadflow.store.events import append_events, new_event, record_assignment
 from leadflow.store.fast import Fast
-from leadflow.store.lead_rows import lead_row_to_clean, lock_client, lock_lead
+from leadflow.store.lead_rows import identity_keys, lead_row_to_clean, lock_client, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import leads, managers, teams
 from leadflow.store.team_state import add_load, load_manager, load_team_state, lock_teams, save_pointer
@@ -181,7 +181,7 @@ def _take(
     if junk is None:
         # Two requests of one new client at the same moment would both find no open lead (PostgreSQL; SQLite
         # has one writer): the second waits here and then finds the first.
-        lock_client(conn, client_keys(clean))
+        lock_client(conn, identity_keys(clean.phone, clean.email, clean.channel, clean.messenger_id))
         matches = find_matches(conn, clean, rules.open_statuses, rules.dedupe.company_similarity)
         target = fold_target(matches, now, rules.dedupe.fold_window)
         if target is not None:
@@ -278,16 +278,6 @@ def _take(
 
 def problem_rows(problems: Sequence[FieldProblem]) -> list[dict[str, str]] | None:
     return [{"field": p.field, "reason": p.reason} for p in problems] or None
-
-
-def client_keys(lead: CleanLead) -> list[str]:
-    """The identities of the person behind a lead, as lock keys."""
-    keys = [f"phone:{lead.phone}"] if lead.phone else []
-    if lead.email:
-        keys.append(f"email:{lead.email}")
-    if lead.messenger_id:
-        keys.append(f"messenger:{lead.channel}:{lead.messenger_id}")
-    return keys
 
 
 # Fields a repeat request may fill in on the open lead when the lead has none yet.

@@ -27,7 +27,7 @@ from leadflow.services.delivery import enqueue_notification
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import INSERT_ASSIGNMENT, assignment_row, new_event
 from leadflow.store.fast import Fast
-from leadflow.store.lead_rows import lead_row_to_clean, lock_client, lock_lead
+from leadflow.store.lead_rows import identity_keys, lead_row_to_clean, lock_client, lock_lead
 from leadflow.store.outbox import collected as outbox_collected
 from leadflow.store.tables import activities, assignments, deals, events, leads, managers, teams, timers
 from leadflow.store.team_state import (
@@ -164,7 +164,7 @@ def record_contact(
         if peek is None:
             raise NotFound(f"lead {lead_id} does not exist")
         # One client's leads are changed by one contact at a time (PostgreSQL), so two calls never both miss.
-        lock_client(conn, _identity_keys(peek))
+        lock_client(conn, identity_keys(peek.phone, peek.email, peek.channel, peek.messenger_id))
         lead = lock_lead(conn, lead_id)
         owner = conn.execute(select(managers).where(managers.c.id == lead["manager_id"])).mappings().first()
         late = who["id"] != lead["manager_id"]
@@ -213,15 +213,6 @@ _HELD = (
     .where(assignments.c.lead_id == bindparam("lead"), assignments.c.manager_id == bindparam("manager"))
     .limit(1)
 )
-
-
-def _identity_keys(row: Any) -> list[str]:
-    keys = [f"phone:{row.phone}"] if row.phone else []
-    if row.email:
-        keys.append(f"email:{row.email}")
-    if row.messenger_id:
-        keys.append(f"messenger:{row.channel}:{row.messenger_id}")
-    return keys
 
 
 def _first_contact_values(app: Leadflow, lead: RowMapping, now: datetime) -> dict[str, Any]:

@@ -43,6 +43,16 @@ def lead_row_to_clean(row: RowMapping) -> CleanLead:
     )  # fmt: skip
 
 
+def identity_keys(phone: str | None, email: str | None, channel: str, messenger_id: str | None) -> list[str]:
+    """The identities of the person behind a lead (their phone, e-mail, messenger id), as lock keys."""
+    keys = [f"phone:{phone}"] if phone else []
+    if email:
+        keys.append(f"email:{email}")
+    if messenger_id:
+        keys.append(f"messenger:{channel}:{messenger_id}")
+    return keys
+
+
 _CLIENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 

@@ -52,9 +52,11 @@ _LOCK_TEAMS = (
 )
 
 _static_cache: dict[tuple[int, Any], ManagerState] = {}
-# Whole states by their row of live figures: between two leads only the last owner's figures change, so the
-# other managers' states are reused as they are instead of being rebuilt.
-_live_cache: dict[tuple[Any, ...], ManagerState] = {}
+# Each manager's newest state with the row of live figures it was built from: between two leads only the last
+# owner's figures change, so the other managers' states are reused as they are instead of being rebuilt. One entry
+# per manager: a state whose figures have moved on is not asked for again (kept by row, every lead and escalation
+# added about 0.6 KB until 50,000 were held).
+_live_cache: dict[int, tuple[Any, ManagerState]] = {}
 _CACHE_LIMIT = 50_000
 
 
@@ -83,7 +85,7 @@ def _static(row: RowMapping, default_tz: str) -> ManagerState:
 
 def _states(conn: Connection, rows: Sequence[Any], default_tz: str) -> list[ManagerState]:
     """Join each row of live figures to the cached description of its manager, loading what is missing at once."""
-    states = [_live_cache.get(r) for r in rows]
+    states = [hit[1] if (hit := _live_cache.get(r.id)) is not None and hit[0] == r else None for r in rows]
     if None not in states:
         return states  # type: ignore[return-value]
     missing = [r.id for r in rows if (r.id, r.updated_at) not in _static_cache]
@@ -94,11 +96,9 @@ def _states(conn: Connection, rows: Sequence[Any], default_tz: str) -> list[Mana
         for r in rows:
             if r.id in fresh:
                 _static_cache[(r.id, r.updated_at)] = _static(fresh[r.id], default_tz)
-    if len(_live_cache) > _CACHE_LIMIT:
-        _live_cache.clear()
     for i, r in enumerate(rows):
         if states[i] is None:
-            states[i] = _live_cache[r] = replace(
+            states[i] = state = replace(
                 _static_cache[(r.id, r.updated_at)],
                 capacity=r.capacity,
                 open_leads=r.open_leads,
@@ -111,6 +111,7 @@ def _states(conn: Connection, rows: Sequence[Any], default_tz: str) -> list[Mana
                 first_contacts=r.first_contacts,
                 fast_contacts=r.fast_contacts,
             )
+            _live_cache[r.id] = (r, state)
     return states  # type: ignore[return-value]
 
 
