@@ -29,6 +29,12 @@ _CATALOG: dict[str, dict[str, str]] = {
         "Go back": "Повернутися",
         "Reference": "Номер звернення",
         "Page not found": "Сторінку не знайдено",
+        "Please check the phone number.": "Перевірте номер телефону.",
+        "Please check the e-mail address.": "Перевірте адресу електронної пошти.",
+        "Leave a phone number or an e-mail so we can reach you.": (
+            "Залиште номер телефону або електронну пошту, щоб ми могли з вами зв'язатися."
+        ),
+        "The form is empty.": "Форма порожня.",
     },
     "ru": {
         "Thank you!": "Спасибо!",
@@ -48,6 +54,12 @@ _CATALOG: dict[str, dict[str, str]] = {
         "Go back": "Вернуться",
         "Reference": "Номер обращения",
         "Page not found": "Страница не найдена",
+        "Please check the phone number.": "Проверьте номер телефона.",
+        "Please check the e-mail address.": "Проверьте адрес электронной почты.",
+        "Leave a phone number or an e-mail so we can reach you.": (
+            "Оставьте номер телефона или электронную почту, чтобы мы могли с вами связаться."
+        ),
+        "The form is empty.": "Форма пустая.",
     },
 }
 

@@ -28,12 +28,22 @@ def thanks_page(language: str, *, repeated: bool = False) -> str:
     return render("thanks.html", language, repeated=repeated)
 
 
+# What a visitor is asked to fix, per field, in their language; other fields show leadflow's own sentence.
+_ASK = {
+    "phone": "Please check the phone number.",
+    "email": "Please check the e-mail address.",
+    "contact": "Leave a phone number or an e-mail so we can reach you.",
+    "body": "The form is empty.",
+}
+
+
 def form_page(language: str, action: str, problems: Sequence[Mapping[str, str]], values: Mapping[str, str]) -> str:
     """The form again, with what the visitor typed and what is wrong, so they can fix it and send it again."""
+    _ = translator(language)
+    asks = list(dict.fromkeys(_(_ASK[p["field"]]) if p["field"] in _ASK else p["reason"] for p in problems))
     shown = ("name", "phone", "email", "message")
     hidden = {k: v for k, v in values.items() if k not in shown}
-    return render("form.html", language, action=action, problems=problems, values=values, shown=shown,
-                  hidden=hidden)  # fmt: skip
+    return render("form.html", language, action=action, asks=asks, values=values, hidden=hidden)
 
 
 def error_page(
