@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import Conflict, InvalidInput, NotFound
@@ -27,7 +27,7 @@ from leadflow.services.delivery import enqueue_notification
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import INSERT_ASSIGNMENT, assignment_row, new_event
 from leadflow.store.fast import Fast
-from leadflow.store.lead_rows import identity_keys, lead_row_to_clean, lock_client, lock_lead
+from leadflow.store.lead_rows import identity_keys, lead_row_to_clean, lock_client, lock_leads
 from leadflow.store.outbox import collected as outbox_collected
 from leadflow.store.tables import activities, assignments, deals, events, leads, managers, teams, timers
 from leadflow.store.team_state import (
@@ -160,12 +160,14 @@ def record_contact(
         who = conn.execute(select(managers).where(managers.c.key == manager_key)).mappings().first()
         if who is None:
             raise InvalidInput.one("manager", f"manager '{manager_key}' does not exist")
-        peek = conn.execute(_CLIENT_OF, {"id": lead_id}).first()
+        peek = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
         if peek is None:
             raise NotFound(f"lead {lead_id} does not exist")
         # One client's leads are changed by one contact at a time (PostgreSQL), so two calls never both miss.
-        lock_client(conn, identity_keys(peek.phone, peek.email, peek.channel, peek.messenger_id))
-        lead = lock_lead(conn, lead_id)
+        lock_client(conn, identity_keys(peek["phone"], peek["email"], peek["channel"], peek["messenger_id"]))
+        stops = (kind, outcome) in STOPS_CLOCK
+        waiting = conn.execute(_client_leads(app, peek)).scalars().all() if stops else []
+        lead, siblings = lock_leads(conn, lead_id, waiting)
         owner = conn.execute(select(managers).where(managers.c.id == lead["manager_id"])).mappings().first()
         late = who["id"] != lead["manager_id"]
         if late and conn.execute(_HELD, {"lead": lead_id, "manager": who["id"]}).first() is None:
@@ -173,7 +175,6 @@ def record_contact(
             raise Conflict(f"{who['name']} has never owned lead {lead_id}: {now_with}")
         conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": who["id"], "kind": kind,
                                            "outcome": outcome, "note": note, "at": now})  # fmt: skip
-        stops = (kind, outcome) in STOPS_CLOCK
         first = stops and lead["first_contact_at"] is None
         values: dict[str, Any] = {"updated_at": now}
         result: dict[str, Any] = {"id": lead_id, "first_contact": first, "sla_state": lead["sla_state"]}
@@ -201,13 +202,10 @@ def record_contact(
             notify(conn, app, "lead.contacted_by_other", event_id, owner_state, context, now)
         result["status"] = values.get("status", lead["status"])
         result["late"] = late
-        result["covered"] = _cover_client(conn, app, lead, who, kind, outcome, now) if stops else []
+        result["covered"] = _cover_client(conn, app, lead, siblings, who, kind, outcome, now)
         return result
 
 
-_CLIENT_OF = select(leads.c.phone, leads.c.email, leads.c.channel, leads.c.messenger_id).where(
-    leads.c.id == bindparam("id")
-)
 _HELD = (
     select(assignments.c.id)
     .where(assignments.c.lead_id == bindparam("lead"), assignments.c.manager_id == bindparam("manager"))
@@ -228,10 +226,9 @@ def _first_contact_values(app: Leadflow, lead: RowMapping, now: datetime) -> dic
     return values
 
 
-def _cover_client(
-    conn: Connection, app: Leadflow, lead: RowMapping, who: RowMapping, kind: str, outcome: str, now: datetime
-) -> list[int]:
-    """Every other open lead of this client still waiting for a first contact has had it now, through this one."""
+def _client_leads(app: Leadflow, lead: RowMapping) -> Select[Any]:
+    """The ids of the client's other open leads still waiting for a first contact: the same phone, e-mail or
+    messenger id, the same contact, or a duplicate link either way."""
     same = [leads.c.duplicate_of_id == lead["id"]]
     if lead["phone"]:
         same.append(leads.c.phone == lead["phone"])
@@ -243,14 +240,20 @@ def _cover_client(
         same.append(leads.c.contact_id == lead["contact_id"])
     if lead["duplicate_of_id"] is not None:
         same.append(leads.c.id == lead["duplicate_of_id"])
-    query = (
-        select(leads)
-        .where(or_(*same), leads.c.id != lead["id"], leads.c.first_contact_at.is_(None),
-               leads.c.status.in_(sorted(app.rules.open_statuses)))
-        .order_by(leads.c.id)
-        .with_for_update()
+    return select(leads.c.id).where(
+        or_(*same), leads.c.id != lead["id"], leads.c.first_contact_at.is_(None),
+        leads.c.status.in_(sorted(app.rules.open_statuses)),
     )  # fmt: skip
-    siblings = conn.execute(query).mappings().all()
+
+
+def _cover_client(
+    conn: Connection, app: Leadflow, lead: RowMapping, others: Sequence[RowMapping], who: RowMapping, kind: str,
+    outcome: str, now: datetime,
+) -> list[int]:  # fmt: skip
+    """The client's other leads still waiting for a first contact have had it now, through this one."""
+    # Looked at again now that they are locked: one may have been contacted or closed meanwhile.
+    open_statuses = app.rules.open_statuses
+    siblings = [r for r in others if r["first_contact_at"] is None and r["status"] in open_statuses]
     how = {"call": "a connected call", "message": "a message", "meeting": "a meeting"}[kind]
     reason = f"the client was reached through lead #{lead['id']}: {how} by {who['name']}"
     for sibling in siblings:

@@ -13,6 +13,9 @@ from leadflow.core.lead import CleanLead, extra_of
 from leadflow.store.tables import leads
 
 _LOCK = select(leads).where(leads.c.id == bindparam("id")).with_for_update()
+_LOCK_MANY = (
+    select(leads).where(leads.c.id.in_(bindparam("ids", expanding=True))).order_by(leads.c.id).with_for_update()
+)
 
 
 def lock_lead(conn: Connection, lead_id: int) -> RowMapping:
@@ -20,7 +23,19 @@ def lock_lead(conn: Connection, lead_id: int) -> RowMapping:
 
     A repeat request folded into an open lead is kept as it came and changes no more: work goes to that lead.
     """
-    row = conn.execute(_LOCK, {"id": lead_id}).mappings().first()
+    return _workable(conn.execute(_LOCK, {"id": lead_id}).mappings().first(), lead_id)
+
+
+def lock_leads(conn: Connection, lead_id: int, others: Iterable[int]) -> tuple[RowMapping, list[RowMapping]]:
+    """The lead and others, locked in one statement in id order, so two writers that lock overlapping sets of
+    leads never wait for each other in a circle. Returns the lead (as lock_lead checks it) and the others found."""
+    ids = sorted({lead_id, *others})
+    rows = {r["id"]: r for r in conn.execute(_LOCK_MANY, {"ids": ids}).mappings()}
+    lead = _workable(rows.pop(lead_id, None), lead_id)
+    return lead, [rows[i] for i in ids if i in rows]
+
+
+def _workable(row: RowMapping | None, lead_id: int) -> RowMapping:
     if row is None:
         raise NotFound(f"lead {lead_id} does not exist")
     if row["merged_into_id"] is not None:

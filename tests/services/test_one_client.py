@@ -186,3 +186,25 @@ def test_a_folded_request_is_kept_as_it_came_and_work_goes_to_the_open_lead(
         with pytest.raises(Conflict, match=f"lead 2 is a repeat request folded into lead {first.lead_id}"):
             change()
     assert get_lead(lf, 2)["status"] == "merged"
+
+
+def test_two_managers_reaching_one_client_at_the_same_moment_both_succeed(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lf = make_app(NO_FOLDING)
+    pairs = []
+    for i in range(8):  # two leads per client, linked by phone, by e-mail, or only by being duplicates
+        a = take_lead(lf, LeadIn(phone=f"+38067000{i:04d}", email=f"c{i}@example.com"), at(0))
+        b = take_lead(lf, LeadIn(phone=f"+38067000{i:04d}") if i % 2 else LeadIn(email=f"c{i}@example.com"), at(1))
+        pairs.append((a.lead_id, b.lead_id))
+    with lf.engine.begin() as conn:  # the owners as they are now: round robin spread the clients out
+        owners = dict(conn.execute(select(leads.c.id, managers.c.key).join(managers, managers.c.id == leads.c.manager_id)).all())  # fmt: skip
+    jobs = [(lead, owners[lead]) for pair in pairs for lead in pair]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: record_contact(lf, job[0], job[1], "call", "connected", at(2)), jobs))
+    assert all(r["first_contact"] or r["covered"] == [] for r in results)
+    for a, b in pairs:
+        assert {get_lead(lf, a)["sla_state"], get_lead(lf, b)["sla_state"]} == {"met"}
+    assert escalate_due(lf, at(60)) == 0
