@@ -2,8 +2,12 @@
 
 Every strategy is the same three steps: filter the rule's pool down to who may take the lead (active, present,
 on shift, under capacity, serving the lead's region/product/language, above the conversion floor, in the right
-tier), rank the eligible by the strategy, pick the first. Ties always go to whoever is next in the rotation, so
-equal managers take turns. The decision carries the reason, every candidate's verdict and the inputs of its rank.
+tier, accepting the lead), rank the eligible by the strategy, pick the first. The filter is here; ranking, the pick
+and its sentence are the strategy's, one module each under core/strategies/. Ties always go to whoever is next in
+the rotation, so equal managers take turns. The decision carries the reason, every candidate's verdict and the
+inputs of its rank.
+
+A repeat lead of a client with an owner is decided by sticky_choice, under the team's (or rule's) sticky policy.
 
 A batch takes route()'s decisions through a Router, which remembers from one lead to the next what does not change
 between them (each manager's verdict for leads asking the same of the rule), and decides exactly as route() does.
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import count
@@ -22,18 +26,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from leadflow.core.lead import CleanLead
-from leadflow.core.rules import Rule, RulesFile, Target, TierBand
+from leadflow.core.rules import Condition, Rule, RulesFile, Target
 from leadflow.core.schedule import WorkingHours, is_open, next_open
+from leadflow.core.strategies import STRATEGIES, Strategy, Turn, tier_band
 
 FALLBACK = "fallback"
-_STRATEGY_WORDS = {
-    "round_robin": "round robin",
-    "weighted_round_robin": "weighted round robin",
-    "least_loaded": "least loaded",
-    "by_conversion": "by conversion",
-    "by_rating": "by rating",
-    "best_to_best": "best to best",
-}
+_STRATEGY_WORDS = {key: s.words for key, s in STRATEGIES.items()}  # how reasons name them
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +61,13 @@ class ManagerState:
     won_leads: int = 0
     first_contacts: int = 0
     fast_contacts: int = 0
+    accepts: Condition | None = None  # only leads that match (`accepts:` in the rules file)
+
+    def refuses(self, lead: CleanLead) -> str:
+        """Why this manager does not accept the lead ("" when they do, or accept every lead)."""
+        if self.accepts is None or self.accepts.matches(lead):
+            return ""
+        return f"{self.name} does not accept this lead: {self.accepts.miss(lead)}"
 
     def serves(self, field_name: str, value: str | None) -> bool:
         if value is None:
@@ -206,20 +211,6 @@ def teams_involved(lead: CleanLead, rules: RulesFile) -> list[str]:
     return sorted(teams)
 
 
-def tier_band(lead: CleanLead, bands: tuple[TierBand, ...]) -> TierBand | None:
-    """The first band the lead reaches by score or win probability; bands are listed best first."""
-    for band in bands:
-        by_score = band.min_score is not None and lead.score is not None and lead.score >= band.min_score
-        by_probability = (
-            band.min_probability is not None
-            and lead.win_probability is not None
-            and lead.win_probability >= band.min_probability
-        )
-        if by_score or by_probability:
-            return band
-    return None
-
-
 def check_manager(
     m: ManagerState, lead: CleanLead, target: Target, now: datetime, *, ignore_hours: bool = False
 ) -> str:
@@ -236,8 +227,29 @@ def _verdicts(
 ) -> list[str]:  # fmt: skip
     """check_manager for every manager of the pool (with `on_call_only`, "is not on call" comes first)."""
     parts = _verdict_parts(pool, lead, target, now, ignore_hours=ignore_hours, on_call_only=on_call_only, full=True)
-    return [before or (_at_capacity(m) if m.open_leads >= m.capacity else after)
+    whys = [before or (_at_capacity(m) if m.open_leads >= m.capacity else after)
             for m, (before, after) in zip(pool, parts, strict=True)]  # fmt: skip
+    _refusals(pool, whys, lead)
+    return whys
+
+
+def _refusals(pool: list[ManagerState], whys: list[str], lead: CleanLead) -> list[int]:
+    """A manager who could take the lead but does not accept it (`accepts:`) says so; the indices changed."""
+    changed = []
+    for i, m in enumerate(pool):
+        if m.accepts is not None and not whys[i]:
+            refusal = m.refuses(lead)
+            if refusal:
+                whys[i] = refusal
+                changed.append(i)
+    return changed
+
+
+def _wanted_names(target: Target) -> tuple[str, ...]:
+    """The lead fields a manager must serve: require and require_strict, each once."""
+    if not target.require_strict:
+        return target.require
+    return tuple(dict.fromkeys((*target.require, *target.require_strict)))
 
 
 def _at_capacity(m: ManagerState) -> str:
@@ -258,9 +270,12 @@ def _verdict_parts(
     # (set attribute, field, value, folded, upper) for each required field the lead has a value for: a missing
     # value is served by everyone. A value that is not text goes through ManagerState.serves itself.
     required: list[tuple[str, str, Any, Any, Any]] = []
-    for name in target.require:
+    strict: list[tuple[str, str]] = []  # (set attribute, field) the lead lacks, under require_strict
+    for name in _wanted_names(target):
         value = lead.value_of(name)
         if value is None:
+            if name in target.require_strict:
+                strict.append((_SERVED[name], name))
             continue
         if isinstance(value, str):
             required.append((_SERVED[name], name, value, value.casefold(), value.upper()))
@@ -303,6 +318,9 @@ def _verdict_parts(
                 continue
             why = f"{who} does not serve {field_name} {value}"
             break
+        for attr, field_name in strict:
+            if not why and getattr(m, attr):
+                why = f"{who} serves listed {attr} only and the lead has no {field_name} (require_strict)"
         if not why and floor is not None and m.closed_leads >= warmup:
             conversion = m.conversion or 0.0
             if conversion < floor:
@@ -338,24 +356,6 @@ def _rotate(pool: list[ManagerState], last: str | None) -> list[ManagerState]:
     return pool
 
 
-_LOAD_ATTR = {"leads": "open_leads", "value": "open_value", "deals": "open_deals"}
-
-
-def _smooth_weighted(
-    eligible: list[ManagerState], weights: dict[str, float], credits: Mapping[str, float]
-) -> tuple[ManagerState, dict[str, float]]:
-    """Smooth weighted round robin: each turn everyone gains their weight, the richest is picked and pays the total.
-
-    Over time each manager gets leads in proportion to their weight, interleaved rather than in runs.
-    """
-    new = dict(credits)
-    for m in eligible:
-        new[m.key] = new.get(m.key, 0.0) + weights[m.key]
-    pick = max(eligible, key=lambda m: new[m.key])  # max() keeps the first on ties: the rotation order
-    new[pick.key] -= sum(weights[m.key] for m in eligible)
-    return pick, {k: round(v, 6) for k, v in new.items()}
-
-
 @dataclass(frozen=True, slots=True)
 class TargetResult:
     pick: ManagerState | None
@@ -372,25 +372,11 @@ def decide_target(
 
 
 def _candidates(
-    pool: list[ManagerState], whys: list[str], target: Target, weights: dict[str, float], credit: Mapping[str, float]
+    pool: list[ManagerState], whys: list[str], target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
 ) -> list[Candidate]:
     """Each manager's verdict with what the strategy ranks on (the candidate's rank inputs)."""
-    strategy = target.strategy
-    if strategy == "least_loaded":
-        attr = _LOAD_ATTR[target.load]
-        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {"load": float(getattr(m, attr))})
-                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
-    if weights:
-        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity,
-                          {"weight": round(weights[m.key], 4), "credit": round(credit.get(m.key, 0.0), 4)})
-                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
-    if strategy == "by_rating":
-        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {"rating": m.rating})
-                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
-    if strategy == "best_to_best":
-        return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {"tier": m.tier})
-                for m, why in zip(pool, whys, strict=True)]  # fmt: skip
-    return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, {})
+    inputs = STRATEGIES[target.strategy].inputs
+    return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, inputs(m, target, weights, credit))
             for m, why in zip(pool, whys, strict=True)]  # fmt: skip
 
 
@@ -457,7 +443,7 @@ class Router:
         """Verdicts and (where they can be kept) candidates for the pool: remembered ones, the rest worked out."""
         band = tier_band(lead, target.tiers) if target.strategy == "best_to_best" else None
         # The target is the rules file's own object (the router holds the file), and so are the bands: ids stay unique.
-        wanted = (id(target), id(band), *[lead.value_of(name) for name in target.require])
+        wanted = (id(target), id(band), *[lead.value_of(name) for name in _wanted_names(target)])
         memo = self._memo.get(wanted)
         if memo is None:
             memo = self._memo[wanted] = {}
@@ -465,7 +451,7 @@ class Router:
         # An entry holds its manager state, so while it is there no other object can have that id.
         hits = [memo.get(id(m)) for m in pool]
         if None not in hits:
-            return [h[1] for h in hits], [h[2] for h in hits]  # type: ignore[index]
+            return self._refuse(pool, lead, target, weighted, [h[1] for h in hits], [h[2] for h in hits])  # type: ignore[index]
         whys = [h[1] if h is not None else "" for h in hits]
         kept = [h[2] if h is not None else None for h in hits]
         missing = [i for i, h in enumerate(hits) if h is None]
@@ -495,6 +481,19 @@ class Router:
         for i in missing:
             m = pool[i]
             memo[id(m)] = (m, whys[i], kept[i])  # holding m keeps its id from going to another object
+        return self._refuse(pool, lead, target, weighted, whys, kept)
+
+    def _refuse(
+        self, pool: list[ManagerState], lead: CleanLead, target: Target, weighted: bool, whys: list[str],
+        kept: list[Candidate | None],
+    ) -> tuple[list[str], list[Candidate | None]]:  # fmt: skip
+        """`accepts:` looks at the lead itself, so it is judged afresh for every lead, after what is remembered."""
+        changed = _refusals(pool, whys, lead)  # whys is this call's own list
+        if changed and not weighted:
+            kept = list(kept)
+            fresh = _candidates([pool[i] for i in changed], [whys[i] for i in changed], target, {}, {})
+            for i, candidate in zip(changed, fresh, strict=True):
+                kept[i] = candidate
         return whys, kept
 
 
@@ -502,55 +501,45 @@ def _decide_target(
     lead: CleanLead, target: Target, pointer_key: str, state: TeamState, now: datetime, ignore_hours: bool,
     router: Router | None,
 ) -> TargetResult:  # fmt: skip
+    found = _turn(lead, target, pointer_key, state, now, ignore_hours, router)
+    if isinstance(found, TargetResult):
+        return found
+    strategy, turn, skipped_text = found
+    chosen = strategy.pick(turn)
+    return TargetResult(turn.pool[chosen.index], turn.candidates, chosen.how + skipped_text, chosen.credits)
+
+
+def _turn(
+    lead: CleanLead, target: Target, pointer_key: str, state: TeamState, now: datetime, ignore_hours: bool,
+    router: Router | None,
+) -> TargetResult | tuple[Strategy, Turn, str]:  # fmt: skip
+    """Filter the pool; a result when no one is eligible, else the strategy and its turn (and who was skipped)."""
     pool = _rotate(_pool(target, state), state.rr_pointers.get(pointer_key))
-    strategy = target.strategy
-    weights: dict[str, float] = {}
-    if strategy == "weighted_round_robin":
-        weights = {m.key: float(m.weight) for m in pool}
-    elif strategy == "by_conversion":
-        weights = {m.key: m.smoothed_conversion for m in pool}
+    strategy = STRATEGIES[target.strategy]
+    weights = strategy.weights(pool)
     credit = state.credits.get(pointer_key, {})
     if router is None:
         whys = _verdicts(pool, lead, target, now, ignore_hours=ignore_hours, on_call_only=ignore_hours)
         candidates = _candidates(pool, whys, target, weights, credit)
     else:
-        whys, kept = router._judge(pool, lead, target, bool(weights))
-        candidates = _candidates(pool, whys, target, weights, credit) if weights else kept  # type: ignore[assignment]
-    # least_loaded and by_rating rank on the inputs the candidates show.
-    ranks: list[Any] = []
-    if strategy == "least_loaded":
-        ranks = [c.inputs["load"] for c in candidates]
-    elif strategy == "by_rating":
-        ranks = [c.inputs["rating"] for c in candidates]
+        whys, kept = router._judge(pool, lead, target, strategy.credits)
+        candidates = _candidates(pool, whys, target, weights, credit) if strategy.credits else kept  # type: ignore[assignment]
     eligible = [i for i, why in enumerate(whys) if not why]
     skipped = [why for why in whys if why]
     skipped_text = f"; {len(skipped)} skipped: {', '.join(skipped)}" if skipped else ""
     if not eligible:
         return TargetResult(None, candidates, f"no one eligible among {len(pool)}{skipped_text}")
-    words = _STRATEGY_WORDS[strategy]
-    credits = None
-    if strategy == "least_loaded":
-        best = min(eligible, key=ranks.__getitem__)  # min() keeps the first on ties: the rotation order
-        pick = pool[best]
-        unit = {"leads": "open", "value": "in open value", "deals": "open deals"}[target.load]
-        how = f"least loaded among {len(eligible)} eligible ({pick.name} has {ranks[best]:g} {unit})"
-    elif weights:
-        pick, credits = _smooth_weighted([pool[i] for i in eligible], weights, credit)
-        what = "weight" if strategy == "weighted_round_robin" else "conversion"
-        how = f"{words} among {len(eligible)} eligible ({pick.name}'s {what} {weights[pick.key]:.2f})"
-    elif strategy == "by_rating":
-        best = max(eligible, key=ranks.__getitem__)
-        pick = pool[best]
-        how = f"by rating among {len(eligible)} eligible ({pick.name} rated {ranks[best]:g})"
-    elif strategy == "best_to_best":
-        pick = pool[eligible[0]]
-        band = tier_band(lead, target.tiers)
-        band_text = f"score {lead.score} → tier {'/'.join(map(str, band.tiers))}" if band else "no score band"
-        how = f"best to best ({band_text}), round robin among {len(eligible)} eligible"
-    else:
-        pick = pool[eligible[0]]
-        how = f"round robin among {len(eligible)} eligible"
-    return TargetResult(pick, candidates, how + skipped_text, credits)
+    return strategy, Turn(lead, target, pool, candidates, eligible, weights, credit), skipped_text
+
+
+def preferences(lead: CleanLead, target: Target, pointer_key: str, state: TeamState, now: datetime) -> dict[str, float]:
+    """What each eligible manager would cost under the target's strategy (lower is better; empty: no one eligible),
+    for an assignment that weighs many leads at once."""
+    found = _turn(lead, target, pointer_key, state, now, False, None)
+    if isinstance(found, TargetResult):
+        return {}
+    strategy, turn, _ = found
+    return strategy.preference(turn)
 
 
 def _off_shift(result: TargetResult) -> bool:
@@ -640,6 +629,110 @@ def _route(lead: CleanLead, rules: RulesFile, state: TeamState, now: datetime, r
     reason = "unassigned: " + ("; ".join(notes) if notes else "no routing rule matched and there is no fallback")
     return Decision(None, None, None, None, None, reason, tuple(all_candidates), matched_keys,
                     checked=tuple(checked.values()))  # fmt: skip
+
+
+SKIPPED_IN_FULL = 8  # up to this many skipped candidates are kept one by one; beyond, counted per verdict
+_NAMES_PER_VERDICT = 3
+
+
+def stored_candidates(candidates: tuple[Candidate, ...] | list[Candidate]) -> list[dict[str, Any]]:
+    """The candidates as an assignment keeps them: every eligible one in full, and the skipped in full while they
+    are few, else one closing entry that counts them per verdict with a few names ("40 skipped: 31 off-shift
+    (Olena, Taras, Ivan, ...); 9 at capacity (...)"). What is stored grows with the eligible, not with the team."""
+    skipped = len(candidates) - sum(1 for c in candidates if c.eligible)
+    kept = candidates if skipped <= SKIPPED_IN_FULL else [c for c in candidates if c.eligible]
+    rows: list[dict[str, Any]] = [
+        {"key": c.key, "name": c.name, "eligible": c.eligible, "why": c.why, "load": c.load, "capacity": c.capacity,
+         "inputs": dict(c.inputs)}
+        for c in kept
+    ]  # fmt: skip
+    if skipped > SKIPPED_IN_FULL:
+        verdicts: dict[str, dict[str, Any]] = {}
+        for c in candidates:
+            if not c.eligible:
+                entry = verdicts.setdefault(_verdict_kind(c), {"count": 0, "names": []})
+                entry["count"] += 1
+                if len(entry["names"]) < _NAMES_PER_VERDICT:
+                    entry["names"].append(c.name)
+        parts = [f"{v['count']} {kind} ({', '.join(v['names'])}{', ...' if v['count'] > len(v['names']) else ''})"
+                 for kind, v in sorted(verdicts.items(), key=lambda kv: -kv[1]["count"])]  # fmt: skip
+        rows.append({"key": None, "name": f"{skipped} skipped", "eligible": False, "why": "; ".join(parts),
+                     "load": None, "capacity": None, "inputs": {}, "skipped": verdicts})  # fmt: skip
+    return rows
+
+
+def _verdict_kind(c: Candidate) -> str:
+    """The verdict without the name and the figures that make it personal: "at capacity", "off-shift"."""
+    why = c.why.removeprefix(f"{c.name} ")
+    for kind in ("at capacity", "converts", "is tier", "on vacation"):
+        if why.startswith(kind):
+            return kind
+    return why
+
+
+@dataclass(frozen=True, slots=True)
+class StickyChoice:
+    """A repeat lead of a client who has an owner: the decision to send it to the owner, or why not."""
+
+    policy: str  # always | available | never
+    decision: Decision | None  # to the owner; None: route by the rules
+    why_not: str = ""  # "owner Olena is on vacation until 2026-12-05"; "sticky: never"
+
+
+def sticky_policy(lead: CleanLead, rules: RulesFile, owner_team: str | None) -> tuple[str, timedelta]:
+    """The sticky policy and wait for this lead: the first matching rule's `sticky`, else its team's (the team the
+    lead is headed for: the first matching rule's, the fallback's, else the owner's)."""
+    matched = matching_rules(lead, rules)
+    target: Target | None = matched[0] if matched else rules.routing.fallback
+    team_key = target.team if target is not None else owner_team
+    team = next((t for t in rules.teams if t.key == team_key), None)
+    policy = matched[0].sticky if matched and matched[0].sticky else team.sticky if team is not None else "available"
+    return policy, team.sticky_wait if team is not None else timedelta(0)
+
+
+def sticky_choice(
+    owner: ManagerState | None, duplicate_reason: str, policy: str, now: datetime, wait: timedelta = timedelta(0)
+) -> StickyChoice:
+    """Whether a repeat lead goes to the client's owner.
+
+    never: always by the rules. always: to the owner while they work here (active), whatever their day looks like.
+    available (the default): to the owner only if they are active, present, not on vacation, under capacity and on
+    shift, or their shift opens within `wait`.
+    """
+    if owner is None:
+        return StickyChoice(policy, None, "the client's owner is no longer here")
+    who = f"owner {owner.name}"
+    if policy == "never":
+        return StickyChoice(policy, None, "sticky: never")
+    if not owner.active:
+        return StickyChoice(policy, None, f"{who} is inactive")
+    if policy != "always":
+        why = ""
+        if owner.role != "manager":
+            why = f"{who} works the {owner.role}"
+        elif owner.absent:
+            why = f"{who} is absent"
+        elif owner.vacations and (until := owner.on_vacation(now)):
+            why = f"{who} is on vacation until {until.isoformat()}"
+        elif owner.open_leads >= owner.capacity:
+            why = f"{who} is at capacity {owner.open_leads}/{owner.capacity}"
+        elif not is_open(owner.hours, now):
+            opening = next_open(owner.hours, now)
+            if opening is None or opening - now > wait:
+                at = f" until {opening.isoformat()}" if opening is not None else ""
+                why = f"{who} is off shift{at}"
+        if why:
+            return StickyChoice(policy, None, why)
+    decision = Decision(
+        manager_key=owner.key,
+        manager_id=owner.id,
+        manager_name=owner.name,
+        rule_key="sticky-owner",
+        strategy="sticky",
+        reason=f"{duplicate_reason}; sent to the owner {owner.name} (sticky: {policy})",
+        candidates=(Candidate(owner.key, owner.name, True, "", owner.open_leads, owner.capacity),),
+    )
+    return StickyChoice(policy, decision)
 
 
 def sticky_decision(owner: ManagerState | None, duplicate_reason: str) -> Decision | None:

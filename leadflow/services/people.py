@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from leadflow.core.fields import CleanJson, CleanText
-from leadflow.core.rules import Key, Manager, Team, Vacation
+from leadflow.core.rules import Condition, Key, Manager, Team, Vacation
 from leadflow.core.schedule import ScheduleError, parse_working_hours
 from leadflow.services.context import Leadflow
 from leadflow.store.db import READ_ONLY
@@ -55,8 +55,8 @@ class TeamIn(Team):
     slack_webhook_url: Annotated[CleanText | None, Field(max_length=500, description="An incoming webhook.")] = None
 
 
-# Manager's annotations name Vacation, defined after it; a subclass in another module resolves them here.
-ManagerIn.model_rebuild(_types_namespace={"Vacation": Vacation})
+# Manager's annotations name Vacation and Condition, defined after it; a subclass in another module resolves them here.
+ManagerIn.model_rebuild(_types_namespace={"Vacation": Vacation, "Condition": Condition})
 
 
 class ManagerPatch(BaseModel):
@@ -75,6 +75,9 @@ class ManagerPatch(BaseModel):
     hours: Hours = None
     active: bool | None = None
     absent: bool | None = None
+    accepts: dict[str, Any] | None = Field(
+        None, description="Only leads matching this condition (a rule's when: language); null accepts every lead."
+    )
 
 
 class TeamPatch(BaseModel):
@@ -114,6 +117,17 @@ def _no_nulls(changes: dict[str, Any], required: tuple[str, ...]) -> None:
         raise InvalidInput(problems)
 
 
+def _accepts(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A patch's `accepts`, checked as the rules file checks it and stored in the same form."""
+    if value is None:
+        return None
+    try:
+        condition = Manager.model_validate({"key": "k", "name": "n", "team": "t", "accepts": value}).accepts
+    except ValidationError as exc:
+        raise InvalidInput([FieldProblem("accepts", e["msg"]) for e in exc.errors()]) from None
+    return condition.as_json() if condition is not None else None
+
+
 def _manager(conn: Connection, key: str) -> dict[str, Any]:
     row = conn.execute(_MANAGER_VIEW.where(managers.c.key == key)).mappings().first()
     if row is None:
@@ -144,6 +158,7 @@ def create_manager(app: Leadflow, data: Manager, now: datetime) -> dict[str, Any
         values.update(regions=list(data.regions), products=list(data.products), languages=list(data.languages))
         # Stored as the rules file writes them, which is how routing reads them back.
         values["vacations"] = [{"from": v.start.isoformat(), "to": v.end.isoformat()} for v in data.vacations]
+        values["accepts"] = data.accepts.as_json() if data.accepts is not None else None
         conn.execute(managers.insert().values(**values))
         return _manager(conn, data.key)
 
@@ -157,6 +172,8 @@ def update_manager(app: Leadflow, key: str, patch: ManagerPatch, now: datetime) 
         _manager(conn, key)
         if "team" in changes:
             changes["team_id"] = _team_id(conn, changes.pop("team"))
+        if "accepts" in changes:
+            changes["accepts"] = _accepts(changes["accepts"])
         for field, fold in (("regions", str.upper), ("products", str.lower), ("languages", str.lower)):
             if changes.get(field) is not None:
                 changes[field] = [fold(v) for v in changes[field]]
@@ -203,7 +220,8 @@ def create_team(app: Leadflow, data: Team, now: datetime) -> dict[str, Any]:
                 key=data.key, name=data.name or data.key, timezone=data.timezone, head_key=data.head,
                 hours=data.hours, telegram_chat_id=data.telegram_chat_id, slack_webhook_url=data.slack_webhook_url,
                 scoring=data.scoring, desk=data.desk, desk_sla_seconds=int(data.desk_sla.total_seconds()),
-                created_at=now, updated_at=now,
+                sticky=data.sticky, sticky_wait_seconds=int(data.sticky_wait.total_seconds()),
+                match_accounts=data.match_accounts, created_at=now, updated_at=now,
             )
         )  # fmt: skip
         return _team(conn, data.key)

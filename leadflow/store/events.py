@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from leadflow.core.routing import Decision
+from leadflow.core.routing import Decision, stored_candidates
 from leadflow.store.fast import Fast
 from leadflow.store.tables import assignments, events
 
@@ -27,7 +27,7 @@ def append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def assignment_row(lead_id: int, decision: Decision, kind: str, at: datetime) -> dict[str, Any]:
-    """The assignments row of a decision: who, by which rule, why, and every candidate with its verdict."""
+    """The assignments row of a decision: who, by which rule, why, and the candidates with their verdicts."""
     return {
         "lead_id": lead_id,
         "manager_id": decision.manager_id,
@@ -35,19 +35,8 @@ def assignment_row(lead_id: int, decision: Decision, kind: str, at: datetime) ->
         "rule_key": decision.rule_key,
         "strategy": decision.strategy,
         "reason": decision.reason,
-        # Built by hand: dataclasses.asdict deep-copies and costs more than the whole routing decision.
-        "candidates": [
-            {
-                "key": c.key,
-                "name": c.name,
-                "eligible": c.eligible,
-                "why": c.why,
-                "load": c.load,
-                "capacity": c.capacity,
-                "inputs": dict(c.inputs),
-            }
-            for c in decision.candidates
-        ],
+        # Full entries for the eligible, a summary of the skipped when they are many (routing.stored_candidates).
+        "candidates": stored_candidates(decision.candidates),
         "at": at,
     }
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.routing import ManagerState, TeamState
-from leadflow.core.rules import RulesFile
+from leadflow.core.rules import Condition, RulesFile
 from leadflow.core.schedule import parse_working_hours
 from leadflow.store.fast import Fast, FastIn
 from leadflow.store.tables import managers, rr_pointers, teams
@@ -29,7 +29,7 @@ _DYNAMIC = (
 _STATIC = (
     managers.c.key, managers.c.name, managers.c.hours, managers.c.regions, managers.c.products, managers.c.languages,
     managers.c.email, managers.c.telegram_chat_id, managers.c.vacations, managers.c.on_call, managers.c.weight,
-    managers.c.tier, managers.c.role, teams.c.key.label("team"), teams.c.timezone.label("team_tz"),
+    managers.c.tier, managers.c.role, managers.c.accepts, teams.c.key.label("team"), teams.c.timezone.label("team_tz"),
     teams.c.hours.label("team_hours"),
 )  # fmt: skip
 _BY_TEAMS = FastIn(
@@ -80,6 +80,7 @@ def _static(row: RowMapping, default_tz: str) -> ManagerState:
         weight=row["weight"],
         tier=row["tier"],
         role=row["role"],
+        accepts=Condition.model_validate({"fields": row["accepts"]}) if row["accepts"] else None,
     )
 
 
@@ -226,6 +227,9 @@ def apply_rules_people(conn: Connection, rules: RulesFile, now: datetime) -> dic
             "scoring": team.scoring,
             "desk": team.desk,
             "desk_sla_seconds": int(team.desk_sla.total_seconds()),
+            "sticky": team.sticky,
+            "sticky_wait_seconds": int(team.sticky_wait.total_seconds()),
+            "match_accounts": team.match_accounts,
             "updated_at": now,
         }
         if conn.execute(update(teams).where(teams.c.key == team.key).values(**values)).rowcount == 0:
@@ -249,6 +253,7 @@ def apply_rules_people(conn: Connection, rules: RulesFile, now: datetime) -> dic
             "weight": m.weight,
             "tier": m.tier,
             "role": m.role,
+            "accepts": m.accepts.as_json() if m.accepts is not None else None,
             "updated_at": now,
         }
         if conn.execute(update(managers).where(managers.c.key == m.key).values(**values)).rowcount == 0:

@@ -1,0 +1,51 @@
+"""Smooth weighted round robin, shared by the strategies that weigh managers (by weight, by conversion)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from leadflow.core.strategies.base import Pick, Strategy, Turn
+
+if TYPE_CHECKING:
+    from leadflow.core.routing import ManagerState
+    from leadflow.core.rules import Target
+
+
+def smooth_weighted(
+    eligible: list[ManagerState], weights: Mapping[str, float], credits: Mapping[str, float]
+) -> tuple[ManagerState, dict[str, float]]:
+    """Each turn everyone gains their weight, the richest is picked and pays the total.
+
+    Over time each manager gets leads in proportion to their weight, interleaved rather than in runs.
+    """
+    new = dict(credits)
+    for m in eligible:
+        new[m.key] = new.get(m.key, 0.0) + weights[m.key]
+    pick = max(eligible, key=lambda m: new[m.key])  # max() keeps the first on ties: the rotation order
+    new[pick.key] -= sum(weights[m.key] for m in eligible)
+    return pick, {k: round(v, 6) for k, v in new.items()}
+
+
+class Weighted(Strategy):
+    credits = True
+    what = "weight"  # how the reason names the weight
+
+    def inputs(
+        self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
+    ) -> dict[str, float | int | str]:
+        return {"weight": round(weights[m.key], 4), "credit": round(credit.get(m.key, 0.0), 4)}
+
+    def ranked(self, turn: Turn) -> list[int]:
+        # By credit after this turn's gain, richest first; sorted() is stable: rotation order on ties.
+        gain = {i: turn.credit.get(turn.pool[i].key, 0.0) + turn.weights[turn.pool[i].key] for i in turn.eligible}
+        return sorted(turn.eligible, key=lambda i: -gain[i])
+
+    def pick(self, turn: Turn) -> Pick:
+        pool = turn.pool
+        eligible = [pool[i] for i in turn.eligible]
+        chosen, credits = smooth_weighted(eligible, turn.weights, turn.credit)
+        index = turn.eligible[eligible.index(chosen)]
+        weight = turn.weights[chosen.key]
+        how = f"{self.words} among {len(eligible)} eligible ({chosen.name}'s {self.what} {weight:.2f})"
+        return Pick(index, how, credits)

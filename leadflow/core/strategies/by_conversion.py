@@ -1,0 +1,19 @@
+"""By conversion: weighted round robin with each manager's smoothed conversion as the weight."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from leadflow.core.strategies._weighted import Weighted
+
+if TYPE_CHECKING:
+    from leadflow.core.routing import ManagerState
+
+
+class ByConversion(Weighted):
+    key = "by_conversion"
+    words = "by conversion"
+    what = "conversion"
+
+    def weights(self, pool: list[ManagerState]) -> dict[str, float]:
+        return {m.key: m.smoothed_conversion for m in pool}
