@@ -220,13 +220,18 @@ def assign(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned distribution; write nothing.")] = False,
     chunk: Annotated[int, typer.Option(help="Leads per transaction.")] = 500,
-    limit: Annotated[
-        int | None, typer.Option(help="Only the first N leads of the queue (highest budgets first).")
+    limit: Annotated[int | None, typer.Option(help="Only the first N leads of the queue (in the batch order).")] = None,
+    order: Annotated[
+        str | None,
+        typer.Option(
+            help="The batch order, most important first, e.g. 'score desc, budget desc' (fields: score, "
+            "win_probability, budget, created_at); the rules file's routing.batch_order by default."
+        ),
     ] = None,
     rules: RulesOption = None,
     database: DbOption = None,
 ) -> None:
-    """Route the unassigned backlog: highest budgets first, fair across managers, within their caps."""
+    """Route the unassigned backlog: as many leads as fit, the most important first, fair, within caps."""
     from leadflow.bootstrap import open_app
     from leadflow.services.batch import assign_backlog, count_backlog
     from leadflow.services.context import utcnow
@@ -240,7 +245,8 @@ def assign(
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=total)
-        report = assign_backlog(lf, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit,
+        keys = [k.strip() for k in order.split(",")] if order is not None else None
+        report = assign_backlog(lf, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit, order=keys,
                                 progress=lambda n: bar.advance(task, n))  # fmt: skip
     console.print(report.table())
     if report.unassigned:

@@ -1,22 +1,28 @@
-"""Route the unassigned backlog in one run: fair across managers, within caps, the most valuable leads first.
+"""Route the unassigned backlog in one run: as many leads as the caps allow, the most important first, fair.
 
 Routing a backlog lead by lead through ``assign_existing`` re-reads the team state and sends about ten statements
-per lead. This module writes the same rows, but for whole chunks at a time:
+per lead, and places leads greedily: a lead several managers may take can use up the one place a later lead had.
+This module plans the whole backlog first and writes it in chunks:
 
-1. The queue is read once: status ``new``, no manager, in no queue (the quality desk keeps its own), the highest
-   budget first (none last), then the oldest, then by id so that the order is total and a dry run and the real
-   run see the same order.
-2. Each chunk is one transaction. It locks the chunk's leads (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so a lead
-   the worker is routing right now is left to it), then every team the rules can send a lead to. That is the
-   order intake and the worker lock in: lead first, then teams. It then reads the team state once. Every lead is
-   decided by the pure ``route`` on an in-memory state that is updated after each decision: the picked manager's
-   ``open_leads`` and ``open_value``, the rotation pointer and the weighted credits. So caps and fairness hold
-   across the chunk without reading the database again. The chunk's rows are written with one executemany per
-   table, and each manager's counters are updated once with the chunk's summed deltas.
-3. The state is read again at the start of every chunk, under that chunk's locks. Between two chunks the locks
-   are released, and intake may give those managers new leads. Reading under the lock keeps caps exact, for two
-   small queries per chunk. A dry run writes nothing, so it reads the state once and carries it across its chunks.
-   With nobody else writing, both runs therefore see the same state and make the same decisions.
+1. The queue is read once: status ``new``, no manager, in no queue (the quality desk keeps its own), in the batch
+   order (``routing.batch_order`` or the caller's: by default the highest budget first, none last, then the
+   oldest), then by id, so that the order is total and a dry run and the real run see the same order. The team
+   state is read once with it, and the managers who already work one of the backlog's clients.
+2. Every lead is decided by ``Router.route`` on an in-memory state updated after each decision (the picked
+   manager's load, the rotation pointer, the weighted credits), as intake would decide it: that is the strategy's
+   own pick. Who may take a lead is the eligible of that decision; once some manager is full, it is read from a
+   decision on the state the run started with (same verdicts for leads of the same kind, so it is worked out once
+   per kind), and a lead whose managers all end up full also gets the next matching rule's and the fallback's.
+3. ``core.assignment.place`` solves the placement as a min-cost maximum flow: the most leads, then the most
+   important, then the strategies' picks kept wherever that strands no lead. A decision the flow changed says so
+   in its reason. Leads of one client (same phone, same e-mail, duplicate link) go with the client's first lead,
+   or to the manager who already works the client.
+4. Each chunk is one transaction. It locks the chunk's leads (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so a lead
+   the worker is routing right now is left to it), then every team the rules can send a lead to: the order intake
+   and the worker lock in. It reads the managers' loads again under those locks, so a manager whom intake filled
+   meanwhile takes no more (that lead stays in the queue, and says why). The chunk's rows are written with one
+   executemany per table, and each manager's counters are updated once with the chunk's summed deltas. A dry run
+   writes nothing and reports the plan.
 
 The number of statements depends on the number of chunks (and on notifications, one outbox row per message, as in
 intake). It does not depend on the number of managers a lead could go to: ``route`` never reads the database.
@@ -32,6 +38,7 @@ gave it; none is added.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,14 +50,24 @@ from functools import partial
 from typing import Any
 
 from rich.table import Table
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
+from leadflow.core.assignment import Placement, Want, place
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import FALLBACK, Decision, LiveState, ManagerState, Router
-from leadflow.core.rules import RulesFile, Target
+from leadflow.core.routing import (
+    FALLBACK,
+    Decision,
+    LiveState,
+    ManagerState,
+    Router,
+    TeamState,
+    matching_rules,
+    sticky_decision,
+)
+from leadflow.core.rules import RulesFile, Target, batch_order_keys
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import announce, decision_event
 from leadflow.services.sla import INSERT_TIMER, Clock, clock_columns, plan_clock, timer_row
@@ -74,13 +91,22 @@ _QUEUE_COLUMNS = (
     leads.c.id, leads.c.channel, leads.c.source, leads.c.external_id, leads.c.name, leads.c.phone,
     leads.c.phone_type, leads.c.email, leads.c.company, leads.c.region, leads.c.product, leads.c.language,
     leads.c.budget, leads.c.message, leads.c.utm, leads.c.created_at, leads.c.score, leads.c.temperature,
-    leads.c.department, leads.c.win_probability,
+    leads.c.department, leads.c.win_probability, leads.c.duplicate_of_id,
 )  # fmt: skip
 _IN_QUEUE = (leads.c.status == "new", leads.c.manager_id.is_(None), leads.c.queue.is_(None))
-_QUEUE = (
-    select(*_QUEUE_COLUMNS)
-    .where(*_IN_QUEUE)
-    .order_by(leads.c.budget.desc().nulls_last(), leads.c.created_at, leads.c.id)
+_QUEUE = select(*_QUEUE_COLUMNS).where(*_IN_QUEUE)
+# Leads of the backlog's clients that someone already works: their owner keeps the client's new leads.
+_OWNED = (
+    select(leads.c.id, leads.c.phone, leads.c.email, leads.c.duplicate_of_id, leads.c.manager_id)
+    .where(
+        leads.c.manager_id.is_not(None),
+        or_(
+            leads.c.phone.in_(bindparam("phones", expanding=True)),
+            leads.c.email.in_(bindparam("emails", expanding=True)),
+            leads.c.id.in_(bindparam("links", expanding=True)),
+        ),
+    )
+    .order_by(leads.c.id)
 )
 _STILL_QUEUED = (
     select(leads.c.id)
@@ -221,55 +247,60 @@ def assign_backlog(
     dry_run: bool = False,
     chunk: int = 500,
     limit: int | None = None,
+    order: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> BatchReport:
-    """Route the unassigned queue, the highest budgets first; commit every `chunk` leads.
+    """Route the unassigned queue, the most important leads first; commit every `chunk` leads.
 
-    `limit` takes only the first leads of the queue. `progress` is called after each chunk with the number of
-    leads that chunk handled. A dry run writes nothing and reports what the run would do now.
+    `order` is the batch order (the rules file's ``routing.batch_order`` when None), e.g. ``["score desc",
+    "budget desc"]``. `limit` takes only the first leads of the queue. `progress` is called after each chunk with
+    the number of leads that chunk handled. A dry run writes nothing and reports what the run would do now.
     """
     if chunk < 1:
         raise InvalidInput.one("chunk", "a chunk holds at least one lead")
     if limit is not None and limit < 0:
         raise InvalidInput.one("limit", "the limit cannot be negative")
+    rules = app.rules
+    try:
+        keys = batch_order_keys(list(order) if order is not None else rules.routing.batch_order)
+    except ValueError as e:
+        raise InvalidInput.one("order", str(e)) from None
     started = time.perf_counter()
     report = BatchReport(dry_run=dry_run)
-    rules = app.rules
     clocks = _Clocks(rules, now)
-    # route() itself, remembering what does not change from one lead to the next (see Router).
-    router = Router(rules, now)
     # The rotation pointers of every rule are a few rows; reading them all keeps this independent of the leads.
     rule_keys = [r.key for r in rules.routing.rules] + [FALLBACK]
     team_keys = _routing_teams(rules)
     with _gc_paused():
-        queue = _read_queue(app, limit)
-    chunks = [queue[i : i + chunk] for i in range(0, len(queue), chunk)]
-    if dry_run:
         with app.engine.connect().execution_options(**READ_ONLY) as conn:
-            live = LiveState(load_team_state(conn, team_keys, rule_keys, rules.default_timezone))
-        for part in chunks:
-            with _gc_paused():
-                _decide_chunk(report, part, router, live, clocks, None)
-            report.chunks += 1
-            if progress is not None:
-                progress(len(part))
-    else:
-        for n, part in enumerate(chunks):
+            queue = _read_queue(conn, keys, limit)
+            state = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
+            owned = _owners(conn, queue, state)
+        plans = _plan(queue, owned, Router(rules, now), state, clocks, chunk)
+    chunks = [plans[i : i + chunk] for i in range(0, len(plans), chunk)]
+    for n, part in enumerate(chunks):
+        if dry_run:
+            _tally(report, part)
+        else:
             with app.engine.begin() as conn:
                 # Lead rows, then teams: the order the worker (route_at) and restore_lead lock in, so that none of
                 # them can deadlock with a batch. SKIP LOCKED leaves a lead someone is routing right now to them.
-                free = set(conn.execute(_STILL_QUEUED, {"ids": [q.row["id"] for q in part]}).scalars())
-                still_queued = [q for q in part if q.row["id"] in free]
+                free = set(conn.execute(_STILL_QUEUED, {"ids": [p.queued.row["id"] for p in part]}).scalars())
+                still_queued = [p for p in part if p.queued.row["id"] in free]
                 report.skipped += len(part) - len(still_queued)
                 lock_teams(conn, team_keys)
-                live = LiveState(load_team_state(conn, team_keys, rule_keys, rules.default_timezone))
+                fresh = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
                 with _gc_paused():
-                    _decide_chunk(report, still_queued, router, live, clocks, partial(_write, conn, app, now=now))
+                    checked = _within_caps(still_queued, fresh)
+                    _write(conn, app, checked, now=now)
+                    _tally(report, checked)
                 report.chunks += 1
                 if n == len(chunks) - 1:
                     _write_run_event(conn, report, now)
-            if progress is not None:
-                progress(len(part))
+        if dry_run:
+            report.chunks += 1
+        if progress is not None:
+            progress(len(part))
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -281,10 +312,9 @@ def _gc_paused() -> Iterator[None]:
     A chunk allocates tens of thousands of short-lived objects (decisions, candidates, their rows). None of them
     form cycles, so reference counting frees them. Their allocation count still sets off collections, and the full
     ones scan the whole long-lived heap each time. That was a fifth of a run's CPU. The pause lasts one chunk (500
-    leads: tens of milliseconds), and collection resumes between chunks. The chunk's objects are freed before it
-    resumes (_decide_chunk), and the queue is read paused too: otherwise the collections that followed each pause
-    went through all of them (3% of a run). If the collector was already off (another batch in this process, or the
-    host application), it stays off.
+    leads: tens of milliseconds), and collection resumes between chunks. The queue is read paused too: otherwise
+    the collections that followed each pause went through all of it (3% of a run). If the collector was already
+    off (another batch in this process, or the host application), it stays off.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -295,10 +325,10 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_queue(app: Leadflow, limit: int | None) -> list[_Queued]:
-    query = _QUEUE if limit is None else _QUEUE.limit(limit)
-    with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        rows = conn.execute(query).mappings().all()
+def _read_queue(conn: Connection, keys: Sequence[tuple[str, bool]], limit: int | None) -> list[_Queued]:
+    columns = [getattr(leads.c, name).desc() if desc else getattr(leads.c, name).asc() for name, desc in keys]
+    query = _QUEUE.order_by(*[c.nulls_last() for c in columns], leads.c.id)
+    rows = conn.execute(query if limit is None else query.limit(limit)).mappings().all()
     return [_Queued(row, lead_row_to_clean(row)) for row in rows]
 
 
@@ -315,32 +345,337 @@ def _routing_teams(rules: RulesFile) -> list[str]:
     return sorted(found)
 
 
-def _decide_chunk(
-    report: BatchReport, part: Sequence[_Queued], router: Router, live: LiveState, clocks: _Clocks,
-    write: Callable[[list[_Plan]], None] | None,
-) -> None:  # fmt: skip
-    """Decide a chunk, write it (unless dry), count it in the report, and let go of what it made.
+class _Clients:
+    """The backlog's leads grouped by client: the same phone, the same e-mail, or a duplicate link between them."""
 
-    Run with the collector paused: the decisions, candidates and rows of the chunk are freed here, before it resumes,
-    so that they do not count towards its next collection (see _gc_paused).
+    def __init__(self, queue: Sequence[_Queued]) -> None:
+        self._parent: dict[Any, Any] = {}
+        for q in queue:
+            for token in _tokens(q.row):
+                self._union(("lead", q.row["id"]), token)
+
+    def _find(self, x: Any) -> Any:
+        parent = self._parent
+        root = parent.setdefault(x, x)
+        while root != parent[root]:
+            root = parent[root]
+        while x != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def _union(self, a: Any, b: Any) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self._parent[rb] = ra
+
+    def of(self, lead_id: int) -> Any:
+        return self._find(("lead", lead_id))
+
+    def client_of(self, row: RowMapping) -> Any | None:
+        """The backlog client an outside lead row belongs to, if any."""
+        for token in _tokens(row):
+            if token in self._parent:
+                return self._find(token)
+        return None
+
+
+def _tokens(row: RowMapping) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = [("id", row["id"])]
+    if row["phone"]:
+        found.append(("phone", row["phone"]))
+    if row["email"]:
+        found.append(("email", row["email"].casefold()))
+    if row["duplicate_of_id"] is not None:
+        found.append(("id", row["duplicate_of_id"]))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Owned:
+    clients: _Clients
+    owners: dict[Any, tuple[str, int]]  # client -> (manager key, the lead of theirs that makes them the owner)
+
+
+def _owners(conn: Connection, queue: Sequence[_Queued], state: TeamState) -> _Owned:
+    """Group the backlog by client, and find who already works each client (the latest such lead says)."""
+    clients = _Clients(queue)
+    owners: dict[Any, tuple[str, int]] = {}
+    if not queue:
+        return _Owned(clients, owners)
+    phones = sorted({q.row["phone"] for q in queue if q.row["phone"]})
+    emails = sorted({q.row["email"] for q in queue if q.row["email"]})
+    links = sorted({q.row["duplicate_of_id"] for q in queue if q.row["duplicate_of_id"] is not None})
+    by_id = {m.id: m.key for m in state.managers.values()}
+    for row in conn.execute(_OWNED, {"phones": phones, "emails": emails, "links": links}).mappings():
+        client = clients.client_of(row)
+        key = by_id.get(row["manager_id"])
+        if client is not None and key is not None:
+            owners[client] = (key, row["id"])  # ordered by id: the latest lead's owner stays
+    return _Owned(clients, owners)
+
+
+@dataclass(slots=True)
+class _Draft:
+    """One lead while the run is planned: its routing decision, and what the flow needs to know."""
+
+    queued: _Queued
+    decision: Decision  # route()'s, on the state as the leads before it left it
+    eligible: Decision | None = None  # route()'s on the state the run started with, when the first one is not enough
+    head: int | None = None  # the lead id of the client's first lead in the backlog, for the others
+
+
+def _plan(
+    queue: Sequence[_Queued], owned: _Owned, router: Router, state: TeamState, clocks: _Clocks, chunk: int
+) -> list[_Plan]:
+    """Route every lead as intake would, then place them all at once (core.assignment) and say why for each.
+
+    Routing lead after lead on the state carried forward gives each lead the strategy's own pick. Once some
+    manager is full, a later lead's decision no longer shows who may take it ignoring that: those leads are routed
+    again on the state the run started with (which does not change, so the router remembers nearly everything),
+    and that decision's eligible managers are who may take them. The flow then places as many leads as possible,
+    the most important first, keeping the picks wherever that strands no lead. A client's other leads follow their
+    first one to its manager while there is room.
     """
-    plans = _decide(part, router, live, clocks)
-    if write is not None:
-        write(plans)
-    _tally(report, plans)
-    router.forget_states()  # what the router keeps per state object lasts a chunk: the next reads its own state
-
-
-def _decide(part: Sequence[_Queued], router: Router, live: LiveState, clocks: _Clocks) -> list[_Plan]:
-    plans = []
-    for q in part:
+    live = LiveState(state)
+    start = LiveState(state).view  # never changed: who may take a lead with the managers as they were
+    again = _Again(Router(router.rules, router.now))
+    room = {m.key: max(m.capacity - m.open_leads, 0) for m in state.managers.values()}
+    drafts: list[_Draft] = []
+    heads: dict[Any, int] = {}  # client -> lead id of its first lead
+    kept: dict[int, ManagerState] = {}  # lead id -> the client's owner, who keeps them
+    full = False
+    for n, q in enumerate(queue):
+        if n and n % chunk == 0:
+            router.forget_states()  # what the router keeps per state object lasts a chunk's worth of leads
+        lead_id: int = q.row["id"]
+        client = owned.clients.of(lead_id)
+        head = heads.get(client)
+        if head is not None:
+            drafts.append(_Draft(q, _follower(head), again.route(q.lead, start, ("start",)), head=head))
+            continue
+        owner_key, owner_lead = owned.owners.get(client, (None, 0))
+        owner = state.managers.get(owner_key) if owner_key else None
+        sticky = sticky_decision(owner, f"same client as lead {owner_lead}") if owner is not None else None
+        if sticky is not None and owner is not None and room.get(owner.key, 0) > 0:
+            heads[client] = lead_id
+            kept[lead_id] = owner
+            drafts.append(_Draft(q, sticky))
+            continue
         decision = router.route(q.lead, live.view)
-        # The owner as the decision saw them, before this lead counts in their load: what assign_existing uses.
-        owner = live.managers.get(decision.manager_key) if decision.manager_key else None
-        clock = clocks.plan(q.lead, decision, owner) if owner is not None else None
         live.take(decision, q.row["budget"])
-        plans.append(_Plan(q, decision, owner, clock))
+        draft = _Draft(q, decision)
+        if full or decision.manager_key is None:
+            draft.eligible = again.route(q.lead, start, ("start",), decision.matched_rules)
+        elif live.managers[decision.manager_key].open_leads >= live.managers[decision.manager_key].capacity:
+            full = True
+        # The client's first lead someone may take leads the client; one nobody may take goes its own way.
+        if decision.manager_key is not None or any(c.eligible for c in (draft.eligible or decision).candidates):
+            heads[client] = lead_id
+        drafts.append(draft)
+    # Each lead starts with the eligible of the rule that decided it. A lead whose managers all end up full is
+    # given the next matching rule's (or the fallback's) eligible too, as routing would pass it on, and the flow
+    # is solved again, until no such lead has more. A lead with room left among its own managers never needs the
+    # next rule: any better placement through it could as well use that room.
+    reach: dict[int, _Reach] = {}
+    for d in drafts:
+        lead_id = d.queued.row["id"]
+        if d.head is None:
+            own = (kept[lead_id].key,) if lead_id in kept else None
+            reach[lead_id] = _Reach(d, list(own) if own else _first_eligible(d), last=None if own else "")
+    expand = _Expand(again, start)
+    while True:
+        wants = [Want(i, tuple(r.found), kept[i].key if i in kept else r.draft.decision.manager_key)
+                 for i, r in reach.items()]  # fmt: skip
+        placement = place(wants, room)
+        used: dict[str, int] = {}
+        for key in placement.managers.values():
+            used[key] = used.get(key, 0) + 1
+        grown = False
+        for r in reach.values():
+            if r.last is not None and r.found and all(used.get(k, 0) >= room.get(k, 0) for k in r.found):
+                while expand.step(r):  # every rule it may pass on to at once: fewer rounds of the flow
+                    grown = True
+        if not grown:
+            break
+    return _explain(drafts, placement, state, room, clocks, partial(again.router.route, state=start))
+
+
+@dataclass(slots=True)
+class _Reach:
+    draft: _Draft
+    found: list[str]  # who may take the lead so far, in order of preference
+    last: str | None  # the last rule looked at ("" for the one that decided); None: no rule after it
+
+
+def _first_eligible(d: _Draft) -> list[str]:
+    return [c.key for c in (d.eligible or d.decision).candidates if c.eligible]
+
+
+class _Again:
+    """route() on fixed states, once per kind of lead: who may take a lead is the same for leads that match the same
+    rules and ask the same of the managers (region, product, language, score band).
+
+    When a manager has an ``accepts`` condition, which may look at any field, every lead is routed on its own.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.rules = router.rules
+        self.known: dict[tuple[Any, ...], Decision] | None = (
+            None if any(getattr(m, "accepts", None) is not None for m in router.rules.managers) else {}
+        )
+
+    def route(
+        self, lead: CleanLead, state: TeamState, where: tuple[Any, ...], matched: tuple[str, ...] | None = None
+    ) -> Decision:
+        """route(), or the decision for an earlier lead of the same kind; `matched`: the rules the lead matches."""
+        if self.known is None:
+            return self.router.route(lead, state)
+        if matched is None:
+            matched = tuple(r.key for r in matching_rules(lead, self.rules))
+        key = (where, matched, lead.region, lead.product, lead.language, lead.score, lead.win_probability)
+        found = self.known.get(key)
+        if found is None:
+            found = self.known[key] = self.router.route(lead, state)
+        return found
+
+
+class _Expand:
+    """The next matching rule's eligible for a lead: route() with the managers found so far set aside."""
+
+    def __init__(self, router: _Again, start: TeamState) -> None:
+        self.router = router
+        self.start = start
+        self.without: dict[frozenset[str], TeamState] = {}
+        self.off: dict[str, ManagerState] = {}  # each manager set aside, made once
+
+    def step(self, r: _Reach) -> bool:
+        source = r.draft.eligible or r.draft.decision
+        last = source.rule_key if r.last == "" else r.last
+        has_fallback = self.router.router.rules.routing.fallback is not None
+        if last is None or last == FALLBACK or (not has_fallback and source.matched_rules[-1:] == (last,)):
+            r.last = None
+            return False
+        taken = frozenset(r.found)
+        state = self.without.get(taken)
+        if state is None:
+            start, off = self.start, self.off
+            for k in taken - off.keys():
+                off[k] = dataclasses.replace(start.managers[k], active=False)
+            managers = {k: off[k] if k in taken else m for k, m in start.managers.items()}
+            state = self.without[taken] = TeamState(managers, start.rr_pointers, start.credits)
+        after = self.router.route(r.draft.queued.lead, state, (taken, last), r.draft.decision.matched_rules)
+        more = [c.key for c in after.candidates if c.eligible and c.key not in taken]
+        if after.manager_key is None or not more:
+            r.last = None
+            return False
+        r.found += more
+        r.last = after.rule_key
+        return True
+
+
+def _follower(head: int | None) -> Decision:
+    return Decision(None, None, None, None, None, f"unassigned: same client as lead {head}, which has no owner yet")
+
+
+def _explain(
+    drafts: Sequence[_Draft], placement: Placement, state: TeamState, room: Mapping[str, int], clocks: _Clocks,
+    fresh: Callable[[CleanLead], Decision],
+) -> list[_Plan]:  # fmt: skip
+    """The final decision of each lead, saying so where the flow changed the strategy's pick."""
+    left = dict(room)
+    for key in placement.managers.values():
+        left[key] -= 1
+    finals: dict[int, Decision] = {}
+    plans: list[_Plan] = []
+    for d in drafts:
+        lead_id: int = d.queued.row["id"]
+        if d.head is not None:
+            final = _with_client(finals[d.head], d, state, left)
+        else:
+            final = _final(d, placement, state, room, fresh)
+        finals[lead_id] = final
+        owner = state.managers.get(final.manager_key) if final.manager_key else None
+        clock = clocks.plan(d.queued.lead, final, owner) if owner is not None else None
+        plans.append(_Plan(d.queued, final, owner, clock))
     return plans
+
+
+def _final(
+    d: _Draft, placement: Placement, state: TeamState, room: Mapping[str, int], fresh: Callable[[CleanLead], Decision]
+) -> Decision:
+    lead_id: int = d.queued.row["id"]
+    key = placement.managers.get(lead_id)
+    decision = d.decision
+    if key is None:
+        if decision.manager_key is None and decision.strategy != "sticky":
+            return decision  # its reason already names who is full
+        source = d.eligible or decision
+        full = [f"{m.name} {m.capacity}/{m.capacity}"
+                for c in source.candidates if c.eligible and (m := state.managers.get(c.key)) is not None]  # fmt: skip
+        return Decision(None, None, None, source.rule_key, source.strategy,
+                        f"unassigned: the places of all {len(full)} eligible went to leads ahead in the batch order "
+                        f"(at capacity: {', '.join(full)})", source.candidates, source.matched_rules,
+                        checked=source.checked)  # fmt: skip
+    if key == decision.manager_key:
+        return decision
+    manager = state.managers[key]
+    # A shared decision (see _Again) describes another lead of the same kind: this lead's own is worked out again.
+    base = decision if decision.manager_key is not None else fresh(d.queued.lead)
+    moved_from = decision.manager_key or base.manager_key
+    note = ""
+    if moved_from is not None and moved_from != key:
+        was = state.managers[moved_from].name
+        other = placement.moved.get(lead_id)
+        why = f"so that lead {other} could be placed" if other is not None else f"{was} had no room left for it"
+        note = f"; moved from {was} to {manager.name} {why}"
+    credits = decision.credits if decision.manager_key is not None else None  # the start state's are stale
+    return dataclasses.replace(base, manager_key=key, manager_id=manager.id, manager_name=manager.name,
+                               reason=base.reason + note, pointer=(base.rule_key or FALLBACK, key), credits=credits)  # fmt: skip
+
+
+def _with_client(head: Decision, d: _Draft, state: TeamState, left: dict[str, int]) -> Decision:
+    """A client's later lead goes where the first one went, while that manager may take it and has room."""
+    key = head.manager_key
+    head_id = d.head
+    if key is None:
+        return _follower(head_id)
+    manager = state.managers[key]
+    eligible = d.eligible is not None and any(c.key == key and c.eligible for c in d.eligible.candidates)
+    if d.eligible is not None and not any(c.eligible for c in d.eligible.candidates):
+        return d.eligible  # nobody may take it: its own reason says why
+    if head.strategy != "sticky" and not eligible:
+        return Decision(None, None, None, head.rule_key, head.strategy,
+                        f"unassigned: same client as lead {head_id}, and {manager.name} may not take this one",
+                        d.eligible.candidates if d.eligible else (), head.matched_rules)  # fmt: skip
+    if left.get(key, 0) <= 0:
+        return Decision(None, None, None, head.rule_key, head.strategy,
+                        f"unassigned: same client as lead {head_id}, and {manager.name} has no room left for it",
+                        head.candidates, head.matched_rules)  # fmt: skip
+    left[key] -= 1
+    return dataclasses.replace(head, reason=f"same client as lead {head_id}: {manager.name}, one owner for the client",
+                               pointer=None, credits=None)  # fmt: skip
+
+
+def _within_caps(plans: Sequence[_Plan], state: TeamState) -> list[_Plan]:
+    """The chunk's plans as the state read under its locks allows: a manager filled meanwhile takes no more."""
+    taken: dict[str, int] = {}
+    checked = []
+    for p in plans:
+        key = p.decision.manager_key
+        m = state.managers.get(key) if key is not None else None
+        if key is None or m is None:
+            checked.append(p)
+            continue
+        if m.open_leads + taken.get(key, 0) >= m.capacity or not m.active or m.absent:
+            d = p.decision
+            why = f"unassigned: {m.name} could take no more meanwhile ({m.open_leads}/{m.capacity})"
+            checked.append(_Plan(p.queued, Decision(None, None, None, d.rule_key, d.strategy, why, d.candidates,
+                                                    d.matched_rules), None, None))  # fmt: skip
+            continue
+        taken[key] = taken.get(key, 0) + 1
+        checked.append(p)
+    return checked
 
 
 def _tally(report: BatchReport, plans: Iterable[_Plan]) -> None:
@@ -386,8 +721,11 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
         load[d.manager_id] = (count + 1, value + (budget or _ZERO))
         if d.pointer is not None and d.moves_rotation:
             rule_key, manager_key = d.pointer
-            # A rule's strategy is fixed, so either all of its decisions carry credits or none do: keep the last.
-            pointers[rule_key] = (manager_key, d.credits[1] if d.credits is not None else None)
+            # A rule's strategy is fixed, so its decisions carry credits or none do: keep the last credits seen (a
+            # lead the flow placed after routing it on the state the run started with carries none).
+            before = pointers.get(rule_key)
+            credits = d.credits[1] if d.credits is not None else (before[1] if before is not None else None)
+            pointers[rule_key] = (manager_key, credits)
     if not lead_rows:
         return
     _ASSIGN_LEADS.run_many(conn, lead_rows)

@@ -35,3 +35,13 @@ def test_backlog_is_planned_then_assigned_evenly(api: httpx.Client) -> None:
     assert api.get("/api/v1/leads", params={"manager": "none"}).json()["total"] == 0
     assert api.post("/api/v1/assign/unassigned").json()["assigned"] == 0
     assert api.post("/api/v1/assign/unassigned", params={"chunk": 0}).status_code == 422
+
+
+def test_the_batch_order_is_a_query_parameter(api: httpx.Client) -> None:
+    for i in range(3):
+        api.post("/api/v1/leads", json={"phone": f"+38068{i:07d}", "budget": 100 + i})  # taken at once
+    plan = api.post("/api/v1/assign/unassigned", params=[("dry_run", "true"), ("order", "score desc"),
+                                                         ("order", "created_at asc")])  # fmt: skip
+    assert plan.status_code == 200 and plan.json()["assigned"] == 0
+    wrong = api.post("/api/v1/assign/unassigned", params={"order": "mood desc"})
+    assert wrong.status_code == 422 and "not a batch order" in wrong.text

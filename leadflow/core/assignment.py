@@ -1,0 +1,131 @@
+"""Place a backlog on the managers' free places as a min-cost maximum flow: as many leads as can be placed at all.
+
+Deciding a backlog lead by lead fills the first managers who come along: a lead that several managers may take
+uses up the one place a later lead had, and the later lead stays in the queue while someone else sits empty. The
+batch routes every lead as usual (that gives each lead who may take it and the strategy's own pick) and then asks
+this module where the leads go, as a flow:
+
+    source --(one arc per lead, capacity 1, cost: its place in the batch order)--> group
+    group  --(cost 0 to the strategy's pick, 1 + rank to every other eligible manager)--> manager
+    manager --(capacity: the manager's free places)--> sink
+
+A group is the leads with the same eligible managers and the same pick, so the middle of the graph depends on how
+many kinds of lead there are, not on how many leads. The maximum flow is the largest number of leads that can be
+placed. Among placements of that size the cheapest is taken: each step in the batch order costs more than every
+pick change together, so higher-priority leads are placed first, and then each strategy's pick is kept wherever
+that strands no lead.
+
+The solver is OR-Tools' SimpleMinCostFlow (C++, cost-scaling push-relabel, integer costs, exact): a
+backlog of a few thousand leads is a graph of a few thousand arcs, solved in milliseconds. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ortools.graph.python import min_cost_flow
+
+_SOURCE, _SINK = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """One lead to place: who may take it, best first, and the strategy's own pick (None: nobody had room)."""
+
+    ref: int  # the caller's id for the lead
+    eligible: tuple[str, ...]  # manager keys in the strategy's order of preference
+    pick: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where each placed lead goes, and for a lead moved off its pick, the lead that took that place."""
+
+    managers: dict[int, str] = field(default_factory=dict)  # ref -> manager key
+    moved: dict[int, int | None] = field(default_factory=dict)  # ref moved off its pick -> who took its pick's place
+
+    @property
+    def placed(self) -> int:
+        return len(self.managers)
+
+
+def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:
+    """Place `wants` (in priority order, the first most important) within each manager's `room` (free places)."""
+    keys = sorted({k for w in wants for k in w.eligible if room.get(k, 0) > 0})
+    if not keys:
+        return Placement()
+    manager_node = {k: 2 + i for i, k in enumerate(keys)}
+    groups: dict[tuple[frozenset[str], str | None], list[int]] = {}  # (eligible, pick) -> indexes into wants
+    order: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}  # the first lead's order of preference
+    for i, w in enumerate(wants):
+        usable = tuple(k for k in w.eligible if k in manager_node)
+        if not usable:
+            continue
+        pick = w.pick if w.pick in manager_node and w.pick in usable else None
+        key = (frozenset(usable), pick)
+        if key not in groups:
+            groups[key] = []
+            order[key] = usable
+        groups[key].append(i)
+    if not groups:
+        return Placement()
+    worst = 1 + max(len(u) for u in order.values())  # the most a lead's pick change can cost
+    step = len(wants) * worst + 1  # one step in the batch order outweighs every pick change together
+    flow = min_cost_flow.SimpleMinCostFlow()
+    group_node = {g: 2 + len(keys) + j for j, g in enumerate(groups)}
+    # One arc per lead, added in one call: (arc, index into wants).
+    indexes = [i for members in groups.values() for i in members]
+    heads = [group_node[g] for g, members in groups.items() for _ in members]
+    first = flow.add_arcs_with_capacity_and_unit_cost(
+        np.zeros(len(indexes), dtype=np.int32), np.array(heads, dtype=np.int32),
+        np.ones(len(indexes), dtype=np.int64), np.array(indexes, dtype=np.int64) * step,
+    )  # fmt: skip
+    lead_arcs = list(zip(first.tolist(), indexes, strict=True))
+    pick_arcs: dict[tuple[frozenset[str], str | None], list[tuple[int, str]]] = {}
+    for g, usable in order.items():
+        n = len(groups[g])
+        arcs = pick_arcs[g] = []
+        if g[1] is not None:
+            arcs.append((flow.add_arc_with_capacity_and_unit_cost(group_node[g], manager_node[g[1]], n, 0), g[1]))
+        for rank, k in enumerate(u for u in usable if u != g[1]):
+            arcs.append((flow.add_arc_with_capacity_and_unit_cost(group_node[g], manager_node[k], n, 1 + rank), k))
+    for k in keys:
+        flow.add_arc_with_capacity_and_unit_cost(manager_node[k], _SINK, room[k], 0)
+    total = len(wants)
+    flow.set_node_supply(_SOURCE, total)
+    flow.set_node_supply(_SINK, -total)
+    status = flow.solve_max_flow_with_min_cost()
+    if status != flow.OPTIMAL:
+        raise RuntimeError(f"the min-cost flow solver stopped with status {status}")
+    flows = flow.flows(np.array([arc for arc, _ in lead_arcs], dtype=np.int32)).tolist()
+    chosen = {i for (_, i), f in zip(lead_arcs, flows, strict=True) if f > 0}
+    managers: dict[int, str] = {}
+    for g, members in groups.items():
+        placed = [i for i in members if i in chosen]  # in batch order: the first keep their pick
+        at = 0
+        for arc, k in pick_arcs[g]:
+            for i in placed[at : at + flow.flow(arc)]:
+                managers[wants[i].ref] = k
+            at += flow.flow(arc)
+    return Placement(managers, _moves(wants, managers))
+
+
+def _moves(wants: Sequence[Want], managers: Mapping[int, str]) -> dict[int, int | None]:
+    """For each lead placed off its pick, a lead placed with that pick's manager that was not that manager's pick."""
+    newcomers: dict[str, list[int]] = {}  # manager -> refs placed there that the strategy had not picked for them
+    for w in wants:
+        k = managers.get(w.ref)
+        if k is not None and k != w.pick:
+            newcomers.setdefault(k, []).append(w.ref)
+    unplaced_first = {w.ref: w.pick is None for w in wants}
+    moved: dict[int, int | None] = {}
+    for w in wants:
+        k = managers.get(w.ref)
+        if k is None or w.pick is None or k == w.pick:
+            continue
+        there = newcomers.get(w.pick, [])
+        # The lead that had no place before says best why this one moved.
+        moved[w.ref] = min(there, key=lambda r: not unplaced_first[r]) if there else None
+    return moved
