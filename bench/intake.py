@@ -119,14 +119,18 @@ dedupe: {company_similarity: 90}
 """
 
 
-def rules_text(notify: bool) -> str:
-    """One team of ten, two rules and a fallback; with `notify`, every manager has a Telegram chat to be told in."""
+def rules_text(notify: bool, match_accounts: bool = False) -> str:
+    """One team of ten, two rules and a fallback; with `notify`, every manager has a Telegram chat to be told in;
+    with `match_accounts`, the team matches leads to the accounts of other people of their company."""
     lines = []
     for i, (key, name, products, languages, extra) in enumerate(MANAGERS):
         chat = f", telegram_chat_id: '{100_000 + i}'" if notify else ""
         lines.append(f"  - {{key: {key}, name: {name}, team: sales, products: [{products}], regions: [UA], "
                      f"languages: [{languages}], capacity: 20000{chat}{extra}}}")  # fmt: skip
-    return RULES_HEAD + "\n".join(lines) + RULES_TAIL
+    head = (
+        RULES_HEAD.replace("hours: always}", "hours: always, match_accounts: true}") if match_accounts else RULES_HEAD
+    )
+    return head + "\n".join(lines) + RULES_TAIL
 
 
 # --- deterministic data ---------------------------------------------------------------------------------------------
@@ -332,8 +336,9 @@ class DataGen:
                     data["email"] = self.new_email(first, last, "leadflow-bank.ua")
                 elif junk == 2:
                     data |= {"message": "test lead, please ignore", "phone": local_format(self.new_phone(), 0)}
-                else:
+                else:  # a name and nothing to reach them by
                     data.pop("phone", None)
+                    data["name"] = f"{first} {last}"
             elif r < 0.13:
                 kind = "duplicate"
                 phone, email = rng.choice(known)
@@ -900,6 +905,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="server and maintenance database for --database postgresql")
     p.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL", help="SQLite synchronous, both sides")
     p.add_argument("--notify", action="store_true", help="managers have Telegram chats: intake queues notifications")
+    p.add_argument("--match-accounts", action="store_true", help="the team matches leads to company accounts")
     p.add_argument("--repeat", type=int, default=3, help="runs of each side; medians are reported (default 3)")
     p.add_argument("--scaling", default="10000,100000,300000", help="base sizes for the dedupe look-up; '' skips")
     p.add_argument("--probes", type=int, default=300, help="look-ups of each kind per base size (default 300)")
@@ -916,7 +922,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, backend: Backend, info: dict[str, Any]) -> dict[str, Any]:
-    rules = parse_rules(rules_text(args.notify), "bench-rules.yaml")
+    rules = parse_rules(rules_text(args.notify, args.match_accounts), "bench-rules.yaml")
     started = time.perf_counter()
     console.print(f"[bold]leadflow intake benchmark[/bold] on {backend.name}: {args.leads:,} leads (+{args.warmup} "
                   f"warm-up), base of {args.contacts:,} contacts / {args.companies:,} companies, "
@@ -1015,7 +1021,7 @@ def run(args: argparse.Namespace, backend: Backend, info: dict[str, Any]) -> dic
         "settings": {
             "database": backend.name, "leads": args.leads, "warmup": args.warmup, "contacts": args.contacts,
             "companies": args.companies, "repeat": args.repeat, "seed": SEED,
-            "sqlite_synchronous": args.synchronous if backend.name == "sqlite" else None, "notify": args.notify,
+            "sqlite_synchronous": args.synchronous if backend.name == "sqlite" else None, "notify": args.notify, "match_accounts": args.match_accounts,
         },
         "lead_mix": dict(mix),
         "outcome": outcome,

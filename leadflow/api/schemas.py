@@ -144,6 +144,7 @@ class ManagerOut(BaseModel):
     hours: dict[str, Any] | str | None
     active: bool
     absent: bool
+    accepts: dict[str, Any] | None = None
 
 
 class TeamOut(BaseModel):
@@ -157,6 +158,9 @@ class TeamOut(BaseModel):
     scoring: bool = True
     desk: bool = False
     desk_sla_seconds: int | None = None
+    sticky: str = "available"
+    sticky_wait_seconds: int = 0
+    match_accounts: bool = False
     managers: int | None = None
 
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-MatchKind = Literal["contact", "lead", "company"]
+MatchKind = Literal["contact", "lead", "company", "account"]
 # A person matched by phone or e-mail outranks an open lead, which outranks a fuzzy company name.
+# Then a recorded company, then an account found through another person at the same company (name, then domain).
 _RANK = {
     ("contact", "phone"): 0, ("contact", "email"): 0,
     ("lead", "phone"): 1, ("lead", "email"): 1, ("lead", "messenger_id"): 1,
+    ("company", "company"): 2, ("account", "company"): 3, ("account", "domain"): 4,
 }  # fmt: skip
 
 
@@ -19,7 +21,7 @@ _RANK = {
 class Match:
     kind: MatchKind
     id: int
-    by: Literal["phone", "email", "messenger_id", "company"]
+    by: Literal["phone", "email", "messenger_id", "company", "domain"]
     value: str
     owner_id: int | None
     owner_name: str | None = None
@@ -27,6 +29,7 @@ class Match:
     company_id: int | None = None
     score: float = 100.0  # similarity for company names
     created_at: datetime | None = None
+    source: Literal["lead", "contact", ""] = ""  # an account match: the open lead or contact of that company
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +42,22 @@ def choose_duplicate(matches: Iterable[Match]) -> Duplicate | None:
     """The best match, preferring ones with an owner; None when nothing matched."""
     ordered = sorted(
         matches,
-        key=lambda m: (m.owner_id is None, _RANK.get((m.kind, m.by), 2), -m.score, m.id),
+        key=lambda m: (m.owner_id is None, _RANK.get((m.kind, m.by), 5), -m.score, m.id),
     )
     if not ordered:
         return None
     best = ordered[0]
+    owner = f", owned by {best.owner_name}" if best.owner_name else ", no owner yet"
+    if best.kind == "account":
+        of = "open lead" if best.source == "lead" else "contact"
+        how = (
+            f"company name '{best.value}' ({best.score:.0f}%)"
+            if best.by == "company"
+            else f"e-mail domain {best.value}"
+        )
+        return Duplicate(best, f"same account as {of} #{best.id} by {how}{owner}")
     what = {"contact": "existing contact", "lead": "open lead", "company": "existing company"}[best.kind]
     how = f"{best.by} {best.value}" if best.by != "company" else f"company name '{best.value}' ({best.score:.0f}%)"
-    owner = f", owned by {best.owner_name}" if best.owner_name else ", no owner yet"
     return Duplicate(best, f"duplicate of {what} #{best.id} by {how}{owner}")
 
 

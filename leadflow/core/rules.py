@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +22,7 @@ from pydantic import (
 from leadflow.core.lead import LEAD_FIELDS, CleanLead
 from leadflow.core.messages import check_overrides
 from leadflow.core.schedule import WorkingHours, format_duration, parse_duration, parse_working_hours
+from leadflow.core.strategies import STRATEGIES
 
 Key = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
@@ -61,6 +63,9 @@ DEFAULT_FUNNEL = (
 REQUIRED_STATUSES = ("new", "assigned", "contacted", "junk")
 
 
+Sticky = Literal["always", "available", "never"]
+
+
 class Team(_Strict):
     key: Key
     name: str | None = None
@@ -72,6 +77,11 @@ class Team(_Strict):
     scoring: bool = Field(True, description="false: this team's leads are not scored (no score, no temperature).")
     desk: bool = Field(False, description="New leads for this team wait in the quality desk queue first.")
     desk_sla: Duration = Field(timedelta(minutes=15), description="How long a lead may wait at the desk.")
+    sticky: Sticky = Field("available", description="A repeat lead of a client who has an owner: always to the owner, "
+                           "to the owner when available (else by the rules), or never (always by the rules).")  # fmt: skip
+    sticky_wait: Duration = Field(timedelta(0), description="sticky: available also waits for an owner who is off "
+                                  "shift when their shift opens within this long.")  # fmt: skip
+    match_accounts: bool = Field(False, description="Match leads to the company accounts the team already has.")
 
 
 class Manager(_Strict):
@@ -92,6 +102,17 @@ class Manager(_Strict):
     weight: int = Field(1, ge=1, le=100, description="Share in weighted round robin.")
     tier: int = Field(2, ge=1, le=9, description="1 = the best (senior) managers; for best-to-best routing.")
     role: Literal["manager", "desk"] = Field("manager", description="desk: a quality-desk operator, never routed to.")
+    accepts: Condition | None = Field(None, description="Only leads that match, in the language of a rule's when:.")
+
+    @field_validator("accepts", mode="before")
+    @classmethod
+    def _wrap_accepts(cls, value: Any) -> Any:
+        return {"fields": value} if isinstance(value, dict) and "fields" not in value else value
+
+    @field_validator("accepts")
+    @classmethod
+    def _known_accepts(cls, value: Condition | None) -> Condition | None:
+        return check_condition(value) if value is not None else None
 
     @field_validator("regions")
     @classmethod
@@ -169,6 +190,20 @@ class Condition(_Strict):
     def describe(self, lead: CleanLead) -> str:
         return " and ".join(f"{name}={lead.value_of(name)}" for name in self.fields) or "any lead"
 
+    def as_json(self) -> dict[str, Any]:
+        """The condition as the rules file writes it, for a JSON column: ranges keep only their bounds."""
+        return {name: _json_value(want) for name, want in self.fields.items()}
+
+    def miss(self, lead: CleanLead) -> str:
+        """Why the lead does not match, the first field that fails ("score 12, accepts score ≥ 20"); "" if it does."""
+        for name, want in self._compiled:
+            have = lead.value_of(name)
+            if name.startswith("extra."):
+                have = _extra_value(have, want)
+            if not _match_one(have, want):
+                return f"{name} {'none' if have is None else have}, accepts {name} {_wanted(self.fields[name])}"
+        return ""
+
 
 _ATTR, _UTM, _EXTRA = 0, 1, 2
 
@@ -182,6 +217,43 @@ def _extra_value(value: object, want: object) -> object:
             return None
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         return None if isinstance(value, dict | list) else value
+    return value
+
+
+def _json_value(want: ConditionValue) -> Any:
+    if not isinstance(want, Range):
+        return want
+    found: dict[str, Any] = {}
+    for name in ("gte", "gt", "lte", "lt"):
+        bound = getattr(want, name)
+        if bound is not None:
+            found[name] = int(bound) if bound == bound.to_integral_value() else float(bound)
+    if want.contains:
+        found["contains"] = list(want.contains)
+    return found
+
+
+def _wanted(want: ConditionValue) -> str:
+    """A condition's value as a person reads it: "≥ 20", "one of credit, leasing", "containing urgent"."""
+    if isinstance(want, Range):
+        if want.contains:
+            return "containing " + " or ".join(want.contains)
+        bounds = (("≥", want.gte), (">", want.gt), ("≤", want.lte), ("<", want.lt))
+        return " and ".join(f"{sign} {bound}" for sign, bound in bounds if bound is not None) or "any"
+    if isinstance(want, list):
+        return "one of " + ", ".join(map(str, want))
+    return "none" if want is None else str(want)
+
+
+def check_condition(value: Condition) -> Condition:
+    """Every field of a condition is a lead field, and ranges compare numbers."""
+    unknown = sorted(n for n in value.fields if n not in CONDITION_FIELDS and not _is_extra(n))
+    if unknown:
+        fields = ", ".join(sorted(CONDITION_FIELDS))
+        raise ValueError(f"unknown lead field {unknown[0]!r}; use one of {fields}, or extra.<name>")
+    for name, want in value.fields.items():
+        if isinstance(want, Range) and not want.contains and name not in NUMERIC_FIELDS and not _is_extra(name):
+            raise ValueError(f"{name} is text: compare it with a value or a list, not a range like {{gte: ...}}")
     return value
 
 
@@ -212,7 +284,14 @@ def _match_one(have: object, want: ConditionValue | frozenset[object]) -> bool:
     return _norm(have) == _norm(want)
 
 
-Strategy = Literal["round_robin", "weighted_round_robin", "least_loaded", "by_conversion", "by_rating", "best_to_best"]
+def _known_strategy(value: str) -> str:
+    if value not in STRATEGIES:
+        raise ValueError(f"strategy '{value}' is not known: use one of {', '.join(STRATEGIES)}")
+    return value
+
+
+# Any strategy module under leadflow/core/strategies/ is a strategy the rules may name.
+Strategy = Annotated[str, AfterValidator(_known_strategy)]
 
 
 class TierBand(_Strict):
@@ -240,6 +319,10 @@ class Target(_Strict):
         (),
         description="Lead fields the manager must serve (listed in the manager's regions/products/languages).",
     )
+    require_strict: tuple[Literal["region", "product", "language"], ...] = Field(
+        (),
+        description="Like require, and a lead without the field goes only to managers who list no values for it.",
+    )
     respect_hours: bool = True
     load: Literal["leads", "value", "deals"] = Field("leads", description="least_loaded counts open leads, "
                                                      "their total value, or open deals.")  # fmt: skip
@@ -265,6 +348,7 @@ class Rule(Target):
     key: Key
     priority: int = Field(0, description="Higher first; equal priorities keep file order.")
     when: Condition = Field(default_factory=lambda: Condition(fields={}))
+    sticky: Sticky | None = Field(None, description="Overrides the team's sticky policy for leads of this rule.")
 
     @field_validator("when", mode="before")
     @classmethod
@@ -276,19 +360,44 @@ class Rule(Target):
     @field_validator("when")
     @classmethod
     def _known_fields(cls, value: Condition) -> Condition:
-        unknown = sorted(n for n in value.fields if n not in CONDITION_FIELDS and not _is_extra(n))
-        if unknown:
-            fields = ", ".join(sorted(CONDITION_FIELDS))
-            raise ValueError(f"unknown lead field {unknown[0]!r}; use one of {fields}, or extra.<name>")
-        for name, want in value.fields.items():
-            if isinstance(want, Range) and not want.contains and name not in NUMERIC_FIELDS and not _is_extra(name):
-                raise ValueError(f"{name} is text: compare it with a value or a list, not a range like {{gte: ...}}")
-        return value
+        return check_condition(value)
+
+
+BATCH_ORDER_FIELDS = ("score", "win_probability", "budget", "created_at")
+
+
+def batch_order_keys(items: tuple[str, ...] | list[str]) -> tuple[tuple[str, bool], ...]:
+    """("score desc", "created_at") -> (("score", True), ("created_at", False)); a mistake says what is allowed."""
+    keys: list[tuple[str, bool]] = []
+    for item in items:
+        words = item.split()
+        if (
+            not words
+            or len(words) > 2
+            or words[0] not in BATCH_ORDER_FIELDS
+            or words[1:] not in ([], ["asc"], ["desc"])
+        ):
+            allowed = ", ".join(BATCH_ORDER_FIELDS)
+            raise ValueError(f"'{item}' is not a batch order: use a field ({allowed}) and asc or desc")
+        keys.append((words[0], words[1:] == ["desc"]))
+    return tuple(keys)
 
 
 class Routing(_Strict):
     rules: tuple[Rule, ...] = ()
     fallback: Target | None = None
+    batch_order: tuple[str, ...] = Field(
+        ("budget desc", "created_at asc"),
+        description="The order a batch run takes the backlog in (highest priority first), e.g. "
+        "[score desc, win_probability desc, budget desc, created_at asc]; ties go to the older lead id. "
+        "Empty values come last.",
+    )
+
+    @field_validator("batch_order")
+    @classmethod
+    def _batch_order(cls, items: tuple[str, ...]) -> tuple[str, ...]:
+        batch_order_keys(items)
+        return items
 
 
 class Junk(_Strict):
@@ -389,6 +498,15 @@ class Dedupe(_Strict):
         description="A client's new request within this time of their open lead is folded into that lead as "
         "new activity instead of becoming a lead of its own; `off` turns folding off.",
     )
+
+    free_mail_domains: tuple[str, ...] = Field(
+        (), description="More mailbox providers whose domain names no company (leadflow ships the common ones)."
+    )
+
+    @field_validator("free_mail_domains")
+    @classmethod
+    def _lower(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().lower().lstrip("@") for v in values if v.strip())
 
     @field_validator("fold_window", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from leadflow.core.cleaning import company_block, company_key, normalize_email, normalize_phone
+from leadflow.core.cleaning import company_block, company_key, email_domain, normalize_email, normalize_phone
 from leadflow.core.dedupe import Duplicate, Match, choose_duplicate
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput
 from leadflow.core.fields import CleanText, Money
@@ -276,14 +276,16 @@ def _contact_row(
         # Fill what the contact lacks; never overwrite what someone already keeps there.
         offered = {"name": client.name, "phone": client.phone, "email": client.email, "company_id": company_id,
                    "owner_id": owner_id}  # fmt: skip
-        fill = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
+        fill: dict[str, Any] = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
+        if "email" in fill:
+            fill["email_domain"] = email_domain(client.email)
         if fill:
             conn.execute(update(contacts).where(contacts.c.id == existing["id"]).values(**fill))
         return int(existing["id"]), False
     new_id = conn.execute(
         contacts.insert().returning(contacts.c.id),
         {"name": client.name, "phone": client.phone, "email": client.email, "company_id": company_id,
-         "owner_id": owner_id, "created_at": now},
+         "owner_id": owner_id, "created_at": now, "email_domain": email_domain(client.email)},
     ).scalar_one()  # fmt: skip
     return int(new_id), True
 

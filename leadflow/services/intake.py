@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from leadflow.core.cleaning import clean_lead
+from leadflow.core.cleaning import clean_lead, company_block, email_domain
 from leadflow.core.dedupe import Match, choose_duplicate, fold_target
 from leadflow.core.errors import Conflict, FieldProblem
 from leadflow.core.junk import check_usable, junk_reason
@@ -27,7 +27,8 @@ from leadflow.core.routing import (
     TeamState,
     matching_rules,
     route,
-    sticky_decision,
+    sticky_choice,
+    sticky_policy,
     teams_involved,
 )
 from leadflow.core.rules import RulesFile, Team
@@ -178,30 +179,36 @@ def _take(
     duplicate = None
     decision: Decision | None = None
     owner: ManagerState | None = None
+    not_owner = ""  # why a repeat lead does not go to the client's owner
+    probability = prediction[0] if prediction else None
+    qualification = qualify(clean, rules.scoring, probability)
+    scored = qualification.apply(clean, probability)  # rules may read the score: which team, so which policies
+    headed = None if junk else headed_for(scored, rules)
     if junk is None:
         # Two requests of one new client at the same moment would both find no open lead (PostgreSQL; SQLite
         # has one writer): the second waits here and then finds the first.
         lock_client(conn, identity_keys(clean.phone, clean.email, clean.channel, clean.messenger_id))
-        matches = find_matches(conn, clean, rules.open_statuses, rules.dedupe.company_similarity)
+        free_mail = rules.dedupe.free_mail_domains if headed is not None and headed.match_accounts else None
+        matches = find_matches(conn, clean, rules.open_statuses, rules.dedupe.company_similarity, free_mail)
         target = fold_target(matches, now, rules.dedupe.fold_window)
         if target is not None:
             folded = _fold(app, conn, clean, payload, request, target, now)
             if folded is not None:
                 return folded
         duplicate = choose_duplicate(matches)
-    probability = prediction[0] if prediction else None
-    qualification = qualify(clean, rules.scoring, probability)
-    clean = qualification.apply(clean, probability)
-    desk = None if junk else desk_team(clean, rules)
+    clean = scored
+    desk = headed if headed is not None and headed.desk else None
     if junk is None and desk is None:
         if duplicate is not None and duplicate.match.owner_id is not None:
             owner = load_manager(conn, duplicate.match.owner_id, rules.default_timezone)
-            decision = sticky_decision(owner, duplicate.reason)
+            policy, wait = sticky_policy(clean, rules, owner.team if owner is not None else None)
+            sticky = sticky_choice(owner, duplicate.reason, policy, now, wait)
+            decision, not_owner = sticky.decision, sticky.why_not
         if decision is None:
             decision, state = route_now(conn, clean, rules, now)
             owner = state.managers.get(decision.manager_key) if decision.manager_key else None
             if duplicate is not None:
-                why = "routed by rules" if duplicate.match.owner_id is None else "owner cannot take it, routed by rules"
+                why = "routed by rules" if duplicate.match.owner_id is None else f"{not_owner}; routed by rules"
                 decision = _with_prefix(decision, f"{duplicate.reason}; {why}")
     if owner is not None and not team_scores(rules, owner.team):
         qualification = NOT_SCORED  # the team chose to work without scores
@@ -223,9 +230,10 @@ def _take(
             "raw": payload, "status": status,
             "manager_id": decision.manager_id if decision else None,
             "team_id": None,
-            "contact_id": match.contact_id if match else None,
+            "contact_id": match.contact_id if match and match.kind != "account" else None,
             "company_id": match.company_id if match else None,
             "duplicate_of_id": match.id if match and match.kind == "lead" else None,
+            **account_keys(clean),
             "duplicate_reason": duplicate.reason if duplicate else None,
             "junk_reason": junk,
             "created_at": now, "updated_at": now,
@@ -252,9 +260,9 @@ def _take(
     if junk:
         history.append(new_event(lead_id, "lead.junked", now, reason=junk))
     if duplicate:
-        history.append(
-            new_event(lead_id, "lead.duplicate", now, reason=duplicate.reason, match_id=match.id if match else None)
-        )
+        # Another person of a known account is no duplicate: it goes to the account's owner, and stays its own client.
+        kind = "lead.account_matched" if duplicate.match.kind == "account" else "lead.duplicate"
+        history.append(new_event(lead_id, kind, now, reason=duplicate.reason, match_id=duplicate.match.id))
     if desk is not None:
         history.append(queue_at_desk(conn, lead_id, desk, now))
     if decision is not None:
@@ -274,6 +282,13 @@ def _take(
         return Intake(lead_id, True, status, None, None, None, why, problems=clean.problems)
     return Intake(lead_id, True, status, decision.manager_id, decision.manager_key, decision.manager_name,
                   decision.reason, problems=clean.problems)  # fmt: skip
+
+
+def account_keys(lead: CleanLead) -> dict[str, str | None]:
+    """The columns account matching looks leads up by: the company name's keys and the e-mail's domain."""
+    key = lead.company_key
+    return {"company_key": key, "company_block": company_block(key) if key else None,
+            "email_domain": email_domain(lead.email)}  # fmt: skip
 
 
 def problem_rows(problems: Sequence[FieldProblem]) -> list[dict[str, str]] | None:
@@ -310,7 +325,7 @@ def _fold(
             "channel": clean.channel, "source": clean.source, "external_id": clean.external_id,
             "idempotency_key": request.idempotency_key, "request_hash": request.fingerprint,
             "problems": problem_rows(clean.problems), "messenger_id": clean.messenger_id,
-            "merged_into_id": target.id, "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
+            "merged_into_id": target.id, **account_keys(clean), "name": clean.name, "phone": clean.phone, "phone_type": clean.phone_type,
             "email": clean.email, "company": clean.company, "region": clean.region, "product": clean.product,
             "language": clean.language, "budget": clean.budget, "message": clean.message, "utm": clean.utm,
             "raw": payload, "status": "merged", "manager_id": None, "team_id": None,
@@ -346,13 +361,18 @@ def queue_at_desk(conn: Connection, lead_id: int, desk: Team, now: datetime) -> 
                      reason=f"team '{desk.key}' takes new leads through the quality desk")  # fmt: skip
 
 
-def desk_team(clean: CleanLead, rules: RulesFile) -> Team | None:
-    """The team the lead is headed for, when that team takes new leads through its quality desk."""
+def headed_for(clean: CleanLead, rules: RulesFile) -> Team | None:
+    """The team the lead is headed for: the first matching rule's, else the fallback's."""
     matched = matching_rules(clean, rules)
     target = matched[0] if matched else rules.routing.fallback
     if target is None:
         return None
-    team = next((t for t in rules.teams if t.key == target.team), None)
+    return next((t for t in rules.teams if t.key == target.team), None)
+
+
+def desk_team(clean: CleanLead, rules: RulesFile) -> Team | None:
+    """The team the lead is headed for, when that team takes new leads through its quality desk."""
+    team = headed_for(clean, rules)
     return team if team is not None and team.desk else None
 
 

@@ -9,6 +9,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, literal, select, union_all
 from sqlalchemy.engine import Connection
 
+from leadflow.core.accounts import corporate_domain
 from leadflow.core.cleaning import company_block
 from leadflow.core.dedupe import Match
 from leadflow.core.lead import CleanLead
@@ -87,7 +88,49 @@ _COMPANIES = Fast(
 )
 
 
-def find_matches(conn: Connection, lead: CleanLead, open_statuses: Collection[str], similarity: int) -> list[Match]:
+_ACCOUNT_NAMES = 50  # open leads of one name block compared fuzzily: a handful in practice, bounded anyway
+_ACCOUNT_LEADS_BY_NAME = FastIn(
+    "open",
+    lambda open_statuses: (
+        select(leads.c.id, leads.c.company, leads.c.company_key, leads.c.manager_id, managers.c.name,
+               leads.c.company_id)
+        .outerjoin(managers, managers.c.id == leads.c.manager_id)
+        .where(leads.c.company_block == bindparam("block"), leads.c.status.in_(open_statuses))
+        .order_by(leads.c.id.desc())
+        .limit(_ACCOUNT_NAMES)
+    ),
+)  # fmt: skip
+
+
+def _by_domain(open_statuses: list[BindParameter[Any]]) -> CompoundSelect[Any]:
+    by_contact = (
+        select(literal("contact").label("source"), contacts.c.id, contacts.c.owner_id, managers.c.name,
+               contacts.c.company_id)
+        .outerjoin(managers, managers.c.id == contacts.c.owner_id)
+        .where(contacts.c.email_domain == bindparam("domain"))
+        .order_by(contacts.c.id)
+        .limit(_PER_KEY)
+    )  # fmt: skip
+    by_lead = (
+        select(literal("lead").label("source"), leads.c.id, leads.c.manager_id, managers.c.name, leads.c.company_id)
+        .outerjoin(managers, managers.c.id == leads.c.manager_id)
+        .where(leads.c.email_domain == bindparam("domain"), leads.c.status.in_(open_statuses))
+        .order_by(leads.c.id.desc())
+        .limit(_PER_KEY)
+    )
+    return union_all(_subquery(by_contact), _subquery(by_lead))
+
+
+_ACCOUNTS_BY_DOMAIN = FastIn("open", _by_domain)
+
+
+def find_matches(
+    conn: Connection, lead: CleanLead, open_statuses: Collection[str], similarity: int,
+    free_mail: Collection[str] | None = None,
+) -> list[Match]:  # fmt: skip
+    """Who the lead may belong to: contacts and open leads of the same person, a recorded company, and, when
+    `free_mail` is given (account matching on), other people of the same company: open leads with a company name
+    like this one, and contacts and open leads with the same corporate e-mail domain."""
     found: list[Match] = []
     params: dict[str, object] = {}
     if lead.phone:
@@ -115,4 +158,27 @@ def find_matches(conn: Connection, lead: CleanLead, open_statuses: Collection[st
                 row = rows[best[2]]
                 found.append(Match("company", row.id, "company", row.name, row.owner_id, row[4],
                                    company_id=row.id, score=best[1]))  # fmt: skip
+    if free_mail is not None:
+        found += _accounts(conn, lead, list(open_statuses), similarity, free_mail)
+    return found
+
+
+def _accounts(
+    conn: Connection, lead: CleanLead, open_statuses: list[str], similarity: int, free_mail: Collection[str]
+) -> list[Match]:
+    found: list[Match] = []
+    if lead.company_key:
+        rows = _ACCOUNT_LEADS_BY_NAME.all(conn, open_statuses, {"block": company_block(lead.company_key)})
+        if rows:
+            best = process.extractOne(lead.company_key, [r.company_key for r in rows], scorer=fuzz.token_sort_ratio,
+                                      score_cutoff=similarity)  # fmt: skip
+            if best is not None:
+                row = rows[best[2]]
+                found.append(Match("account", row.id, "company", row.company, row.manager_id, row.name,
+                                   company_id=row.company_id, score=best[1], source="lead"))  # fmt: skip
+    domain = corporate_domain(lead.email, free_mail)
+    if domain:
+        for row in _ACCOUNTS_BY_DOMAIN.all(conn, open_statuses, {"domain": domain}):
+            found.append(Match("account", row.id, "domain", domain, row[2], row[3], company_id=row.company_id,
+                               source=row.source))  # fmt: skip
     return found

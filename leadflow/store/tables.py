@@ -109,6 +109,10 @@ teams = Table(
     Column("scoring", Boolean, nullable=False, server_default=true()),
     Column("desk", Boolean, nullable=False, server_default=false()),
     Column("desk_sla_seconds", Integer, nullable=False, server_default="900"),
+    # A repeat lead of a client with an owner: always / available / never to that owner (rules may override).
+    Column("sticky", String(20), nullable=False, server_default="available"),
+    Column("sticky_wait_seconds", Integer, nullable=False, server_default="0"),
+    Column("match_accounts", Boolean, nullable=False, server_default=false()),
 )
 
 managers = Table(
@@ -143,6 +147,7 @@ managers = Table(
     Column("won_leads", Integer, nullable=False, server_default="0"),
     Column("first_contacts", Integer, nullable=False, server_default="0"),
     Column("fast_contacts", Integer, nullable=False, server_default="0"),  # first contact within 20 minutes
+    Column("accepts", JSON),  # only leads matching this condition (a rule's `when:` language); NULL: every lead
 )
 
 companies = Table(
@@ -166,6 +171,13 @@ contacts = Table(
     Column("company_id", ForeignKey("companies.id"), index=True),
     Column("owner_id", ForeignKey("managers.id"), index=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("email_domain", String(254)),
+    Index(
+        "ix_contacts_email_domain",
+        "email_domain",
+        sqlite_where=text("email_domain IS NOT NULL"),
+        postgresql_where=text("email_domain IS NOT NULL"),
+    ),
 )
 
 leads = Table(
@@ -222,6 +234,10 @@ leads = Table(
     Column("messenger_id", String(200)),  # the client's id in the channel (a Telegram or Viber user id, ...)
     # A repeat request folded into the client's open lead (status "merged"): kept, never routed on its own.
     Column("merged_into_id", ForeignKey("leads.id")),
+    # Account matching: the company name's match keys, and the e-mail's domain.
+    Column("company_key", String(200)),
+    Column("company_block", String(10)),
+    Column("email_domain", String(254)),
     UniqueConstraint("channel", "external_id"),
     Index("ix_leads_phone", "phone"),
     Index("ix_leads_email", "email"),
@@ -237,7 +253,14 @@ leads = Table(
             sqlite_where=text(f"{column} IS NOT NULL"),
             postgresql_where=text(f"{column} IS NOT NULL"),
         )
-        for column in ("messenger_id", "merged_into_id", "duplicate_of_id", "contact_id")
+        for column in (
+            "messenger_id",
+            "merged_into_id",
+            "duplicate_of_id",
+            "contact_id",
+            "company_block",
+            "email_domain",
+        )
     ),
 )
 

@@ -85,7 +85,7 @@ def test_absent_owner_falls_back_to_rules_and_says_so(lf: Leadflow) -> None:
         conn.execute(managers.update().where(managers.c.key == "head").values(absent=True))
     result = take_lead(lf, LeadIn(phone="0671234567"), NOW)
     assert result.manager_key == "anna"
-    assert "owner cannot take it, routed by rules" in result.reason
+    assert "owner Head of sales is absent; routed by rules" in result.reason
 
 
 def test_junk_is_kept_counted_and_restorable(lf: Leadflow) -> None:
