@@ -59,16 +59,20 @@ def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:
     manager_node = {k: 2 + i for i, k in enumerate(keys)}
     groups: dict[tuple[frozenset[str], str | None], list[int]] = {}  # (eligible, pick) -> indexes into wants
     order: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}  # the first lead's order of preference
+    seen: dict[tuple[tuple[str, ...], str | None], tuple[frozenset[str], str | None] | None] = {}
     for i, w in enumerate(wants):
-        usable = tuple(k for k in w.eligible if k in manager_node)
-        if not usable:
-            continue
-        pick = w.pick if w.pick in manager_node and w.pick in usable else None
-        key = (frozenset(usable), pick)
-        if key not in groups:
-            groups[key] = []
-            order[key] = usable
-        groups[key].append(i)
+        # Leads of one kind share their eligible tuple's value: the group is worked out once per kind.
+        at = (w.eligible, w.pick)
+        if at in seen:
+            key = seen[at]
+        else:
+            usable = tuple(k for k in w.eligible if k in manager_node)
+            pick = w.pick if w.pick in manager_node and w.pick in usable else None
+            key = seen[at] = (frozenset(usable), pick) if usable else None
+            if key is not None and key not in order:
+                order[key] = usable
+        if key is not None:
+            groups.setdefault(key, []).append(i)
     if not groups:
         return Placement()
     worst = 1 + max(len(u) for u in order.values())  # the most a lead's pick change can cost
@@ -82,33 +86,52 @@ def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:
         np.zeros(len(indexes), dtype=np.int32), np.array(heads, dtype=np.int32),
         np.ones(len(indexes), dtype=np.int64), np.array(indexes, dtype=np.int64) * step,
     )  # fmt: skip
-    lead_arcs = list(zip(first.tolist(), indexes, strict=True))
-    pick_arcs: dict[tuple[frozenset[str], str | None], list[tuple[int, str]]] = {}
+    # Group -> manager arcs, the pick's first at cost 0, then the others by rank, also in one call.
+    tails: list[int] = []
+    ends: list[int] = []
+    sizes: list[int] = []
+    costs: list[int] = []
+    arc_keys: list[str] = []
+    spans: dict[tuple[frozenset[str], str | None], tuple[int, int]] = {}  # group -> its slice of those arcs
     for g, usable in order.items():
-        n = len(groups[g])
-        arcs = pick_arcs[g] = []
-        if g[1] is not None:
-            arcs.append((flow.add_arc_with_capacity_and_unit_cost(group_node[g], manager_node[g[1]], n, 0), g[1]))
-        for rank, k in enumerate(u for u in usable if u != g[1]):
-            arcs.append((flow.add_arc_with_capacity_and_unit_cost(group_node[g], manager_node[k], n, 1 + rank), k))
-    for k in keys:
-        flow.add_arc_with_capacity_and_unit_cost(manager_node[k], _SINK, room[k], 0)
+        n, node, start = len(groups[g]), group_node[g], len(arc_keys)
+        ranked = ([g[1]] if g[1] is not None else []) + [u for u in usable if u != g[1]]
+        for rank, k in enumerate(ranked):
+            tails.append(node)
+            ends.append(manager_node[k])
+            sizes.append(n)
+            costs.append(0 if k == g[1] else rank + (0 if g[1] is not None else 1))
+            arc_keys.append(k)
+        spans[g] = (start, len(arc_keys))
+    middle = flow.add_arcs_with_capacity_and_unit_cost(
+        np.array(tails, dtype=np.int32), np.array(ends, dtype=np.int32),
+        np.array(sizes, dtype=np.int64), np.array(costs, dtype=np.int64),
+    )  # fmt: skip
+    flow.add_arcs_with_capacity_and_unit_cost(
+        np.array([manager_node[k] for k in keys], dtype=np.int32), np.full(len(keys), _SINK, dtype=np.int32),
+        np.array([room[k] for k in keys], dtype=np.int64), np.zeros(len(keys), dtype=np.int64),
+    )  # fmt: skip
     total = len(wants)
     flow.set_node_supply(_SOURCE, total)
     flow.set_node_supply(_SINK, -total)
     status = flow.solve_max_flow_with_min_cost()
     if status != flow.OPTIMAL:
         raise RuntimeError(f"the min-cost flow solver stopped with status {status}")
-    flows = flow.flows(np.array([arc for arc, _ in lead_arcs], dtype=np.int32)).tolist()
-    chosen = {i for (_, i), f in zip(lead_arcs, flows, strict=True) if f > 0}
+    flows = flow.flows(first).tolist()
+    chosen = {i for i, f in zip(indexes, flows, strict=True) if f > 0}
+    through = flow.flows(middle).tolist()
     managers: dict[int, str] = {}
     for g, members in groups.items():
         placed = [i for i in members if i in chosen]  # in batch order: the first keep their pick
         at = 0
-        for arc, k in pick_arcs[g]:
-            for i in placed[at : at + flow.flow(arc)]:
-                managers[wants[i].ref] = k
-            at += flow.flow(arc)
+        start, stop = spans[g]
+        for a in range(start, stop):
+            n = through[a]
+            if n:
+                k = arc_keys[a]
+                for i in placed[at : at + n]:
+                    managers[wants[i].ref] = k
+                at += n
     return Placement(managers, _moves(wants, managers))
 
 

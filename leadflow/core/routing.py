@@ -391,8 +391,8 @@ class Router:
     changes, so the router keeps what decisions worked out per manager and per what the target asks of the lead
     (the values of the fields it requires, the score band):
 
-    * each manager state's verdict, and its candidate record when the rank inputs depend on the manager alone (all
-      strategies but the weighted ones, whose credits move every turn), under the ManagerState object itself;
+    * each manager state's verdict and its candidate record (a strategy's rank inputs depend on the manager alone),
+      under the ManagerState object itself;
     * the two parts of a verdict around the capacity check (see _verdict_parts), which do not look at the load,
       under the manager: a new state of the same manager that differs only in its load (as LiveState.take makes)
       reuses them, and any other difference makes a new manager of it.
@@ -415,6 +415,8 @@ class Router:
         # (id(state), id(target), verdict) -> candidate (the rank inputs depend on the target's strategy); the
         # state is held by _memo's entries, which are let go together with these
         self._made: dict[tuple[int, int, str], Candidate] = {}
+        # (id(target), id(state.managers)) -> (that mapping, the keys of the target's pool in it)
+        self._pools: dict[tuple[int, int], tuple[Mapping[str, ManagerState], list[str]]] = {}
 
     def route(self, lead: CleanLead, state: TeamState) -> Decision:
         return _route(lead, self.rules, state, self.now, self)
@@ -425,6 +427,17 @@ class Router:
             memo.clear()
         self._numbers.clear()
         self._made.clear()
+        self._pools.clear()
+
+    def _pool(self, target: Target, state: TeamState) -> list[ManagerState]:
+        """_pool(), with the members' keys remembered per target and state: a batch's states change only in loads
+        (LiveState replaces a manager's state in place, keeping the key and the team), so the members stay."""
+        managers = state.managers
+        known = self._pools.get((id(target), id(managers)))
+        if known is None:
+            keys = [m.key for m in _pool(target, state)]
+            known = self._pools[(id(target), id(managers))] = (managers, keys)  # holding it keeps its id
+        return [managers[k] for k in known[1]]
 
     def _number(self, m: ManagerState) -> int:
         """The same number for states of one manager that differ only in their load."""
@@ -438,8 +451,8 @@ class Router:
         return number
 
     def _judge(
-        self, pool: list[ManagerState], lead: CleanLead, target: Target, weighted: bool
-    ) -> tuple[list[str], list[Candidate | None]]:
+        self, pool: list[ManagerState], lead: CleanLead, target: Target
+    ) -> tuple[list[str], list[Candidate]]:
         """Verdicts and (where they can be kept) candidates for the pool: remembered ones, the rest worked out."""
         band = tier_band(lead, target.tiers) if target.strategy == "best_to_best" else None
         # The target is the rules file's own object (the router holds the file), and so are the bands: ids stay unique.
@@ -451,7 +464,7 @@ class Router:
         # An entry holds its manager state, so while it is there no other object can have that id.
         hits = [memo.get(id(m)) for m in pool]
         if None not in hits:
-            return self._refuse(pool, lead, target, weighted, [h[1] for h in hits], [h[2] for h in hits])  # type: ignore[index]
+            return self._refuse(pool, lead, target, [h[1] for h in hits], [h[2] for h in hits])  # type: ignore[index]
         whys = [h[1] if h is not None else "" for h in hits]
         kept = [h[2] if h is not None else None for h in hits]
         missing = [i for i, h in enumerate(hits) if h is None]
@@ -469,11 +482,10 @@ class Router:
             before, after = parts[n]
             why = before or (_at_capacity(m) if m.open_leads >= m.capacity else after)
             whys[i] = why
-            if not weighted:
-                candidate = made.get((id(m), id(target), why))
-                if candidate is None:
-                    todo.append((i, why))
-                kept[i] = candidate
+            candidate = made.get((id(m), id(target), why))
+            if candidate is None:
+                todo.append((i, why))
+            kept[i] = candidate
         if todo:
             fresh = _candidates([pool[i] for i, _ in todo], [why for _, why in todo], target, {}, {})
             for (i, why), candidate in zip(todo, fresh, strict=True):
@@ -481,15 +493,14 @@ class Router:
         for i in missing:
             m = pool[i]
             memo[id(m)] = (m, whys[i], kept[i])  # holding m keeps its id from going to another object
-        return self._refuse(pool, lead, target, weighted, whys, kept)
+        return self._refuse(pool, lead, target, whys, kept)  # type: ignore[arg-type]
 
     def _refuse(
-        self, pool: list[ManagerState], lead: CleanLead, target: Target, weighted: bool, whys: list[str],
-        kept: list[Candidate | None],
-    ) -> tuple[list[str], list[Candidate | None]]:  # fmt: skip
+        self, pool: list[ManagerState], lead: CleanLead, target: Target, whys: list[str], kept: list[Candidate]
+    ) -> tuple[list[str], list[Candidate]]:  # fmt: skip
         """`accepts:` looks at the lead itself, so it is judged afresh for every lead, after what is remembered."""
         changed = _refusals(pool, whys, lead)  # whys is this call's own list
-        if changed and not weighted:
+        if changed:
             kept = list(kept)
             fresh = _candidates([pool[i] for i in changed], [whys[i] for i in changed], target, {}, {})
             for i, candidate in zip(changed, fresh, strict=True):
@@ -514,7 +525,8 @@ def _turn(
     router: Router | None,
 ) -> TargetResult | tuple[Strategy, Turn, str]:  # fmt: skip
     """Filter the pool; a result when no one is eligible, else the strategy and its turn (and who was skipped)."""
-    pool = _rotate(_pool(target, state), state.rr_pointers.get(pointer_key))
+    pool = _rotate(_pool(target, state) if router is None else router._pool(target, state),
+                   state.rr_pointers.get(pointer_key))  # fmt: skip
     strategy = STRATEGIES[target.strategy]
     weights = strategy.weights(pool)
     credit = state.credits.get(pointer_key, {})
@@ -522,8 +534,7 @@ def _turn(
         whys = _verdicts(pool, lead, target, now, ignore_hours=ignore_hours, on_call_only=ignore_hours)
         candidates = _candidates(pool, whys, target, weights, credit)
     else:
-        whys, kept = router._judge(pool, lead, target, strategy.credits)
-        candidates = _candidates(pool, whys, target, weights, credit) if strategy.credits else kept  # type: ignore[assignment]
+        whys, candidates = router._judge(pool, lead, target)
     eligible = [i for i, why in enumerate(whys) if not why]
     skipped = [why for why in whys if why]
     skipped_text = f"; {len(skipped)} skipped: {', '.join(skipped)}" if skipped else ""

@@ -477,24 +477,25 @@ def _plan(
     # is solved again, until no such lead has more. A lead with room left among its own managers never needs the
     # next rule: any better placement through it could as well use that room.
     reach: dict[int, _Reach] = {}
+    firsts = _Firsts()
     for d in drafts:
         lead_id = d.queued.row["id"]
         if d.head is None:
             own = (kept[lead_id].key,) if lead_id in kept else None
-            reach[lead_id] = _Reach(d, list(own) if own else _first_eligible(d), last=None if own else "")
+            reach[lead_id] = _Reach(d, own if own else firsts.of(d), last=None if own else "")
     expand = _Expand(again, start)
+    wants = {i: Want(i, r.found, kept[i].key if i in kept else r.draft.decision.manager_key) for i, r in reach.items()}
     while True:
-        wants = [Want(i, tuple(r.found), kept[i].key if i in kept else r.draft.decision.manager_key)
-                 for i, r in reach.items()]  # fmt: skip
-        placement = place(wants, room)
+        placement = place(list(wants.values()), room)
         used: dict[str, int] = {}
         for key in placement.managers.values():
             used[key] = used.get(key, 0) + 1
         grown = False
-        for r in reach.values():
+        for i, r in reach.items():
             if r.last is not None and r.found and all(used.get(k, 0) >= room.get(k, 0) for k in r.found):
                 while expand.step(r):  # every rule it may pass on to at once: fewer rounds of the flow
                     grown = True
+                    wants[i] = dataclasses.replace(wants[i], eligible=r.found)
         if not grown:
             break
     return _explain(drafts, placement, state, room, clocks, partial(again.router.route, state=start))
@@ -503,12 +504,24 @@ def _plan(
 @dataclass(slots=True)
 class _Reach:
     draft: _Draft
-    found: list[str]  # who may take the lead so far, in order of preference
+    found: tuple[str, ...]  # who may take the lead so far, in order of preference
     last: str | None  # the last rule looked at ("" for the one that decided); None: no rule after it
 
 
-def _first_eligible(d: _Draft) -> list[str]:
-    return [c.key for c in (d.eligible or d.decision).candidates if c.eligible]
+class _Firsts:
+    """The eligible of the decision that settles who may take a lead, worked out once per decision: leads of one
+    kind share their decision on the starting state (see _Again), and so the same tuple."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Decision, tuple[str, ...]]] = {}  # id(decision) -> (it, its eligible keys)
+
+    def of(self, d: _Draft) -> tuple[str, ...]:
+        source = d.eligible or d.decision
+        known = self._known.get(id(source))
+        if known is None:
+            keys = tuple(c.key for c in source.candidates if c.eligible)
+            known = self._known[id(source)] = (source, keys)  # holding the decision keeps its id
+        return known[1]
 
 
 class _Again:
@@ -548,14 +561,32 @@ class _Expand:
         self.start = start
         self.without: dict[frozenset[str], TeamState] = {}
         self.off: dict[str, ManagerState] = {}  # each manager set aside, made once
+        # (id(source decision), last rule, found) -> (found after the step, its last rule), None: no step
+        self.known: dict[tuple[int, str | None, tuple[str, ...]], tuple[tuple[str, ...], str | None] | None] = {}
+        self._held: list[Decision] = []
 
     def step(self, r: _Reach) -> bool:
+        """Pass the lead on to the next rule that has someone else for it; False when there is none.
+
+        Leads of one kind share the source decision, so the step is worked out once per kind and place."""
         source = r.draft.eligible or r.draft.decision
+        at = (id(source), r.last, r.found)
+        if at in self.known:
+            done = self.known[at]
+        else:
+            done = self.known[at] = self._step(r, source)
+            self._held.append(source)  # keeps the decision, and so its id, for as long as the entry
+        if done is None:
+            r.last = None
+            return False
+        r.found, r.last = done
+        return True
+
+    def _step(self, r: _Reach, source: Decision) -> tuple[tuple[str, ...], str | None] | None:
         last = source.rule_key if r.last == "" else r.last
         has_fallback = self.router.router.rules.routing.fallback is not None
         if last is None or last == FALLBACK or (not has_fallback and source.matched_rules[-1:] == (last,)):
-            r.last = None
-            return False
+            return None
         taken = frozenset(r.found)
         state = self.without.get(taken)
         if state is None:
@@ -565,13 +596,10 @@ class _Expand:
             managers = {k: off[k] if k in taken else m for k, m in start.managers.items()}
             state = self.without[taken] = TeamState(managers, start.rr_pointers, start.credits)
         after = self.router.route(r.draft.queued.lead, state, (taken, last), r.draft.decision.matched_rules)
-        more = [c.key for c in after.candidates if c.eligible and c.key not in taken]
+        more = tuple(c.key for c in after.candidates if c.eligible and c.key not in taken)
         if after.manager_key is None or not more:
-            r.last = None
-            return False
-        r.found += more
-        r.last = after.rule_key
-        return True
+            return None
+        return r.found + more, after.rule_key
 
 
 def _follower(head: int | None) -> Decision:

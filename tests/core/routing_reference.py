@@ -147,7 +147,6 @@ def decide_target(
             inputs["load"] = _load(m, target)
         elif weights:
             inputs["weight"] = round(weights[m.key], 4)
-            inputs["credit"] = round(state.credits.get(pointer_key, {}).get(m.key, 0.0), 4)
         elif strategy == "by_rating":
             inputs["rating"] = m.rating
         elif strategy == "best_to_best":

@@ -28,13 +28,14 @@ def smooth_weighted(
 
 
 class Weighted(Strategy):
-    credits = True
     what = "weight"  # how the reason names the weight
 
     def inputs(
         self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
     ) -> dict[str, float | int | str]:
-        return {"weight": round(weights[m.key], 4), "credit": round(credit.get(m.key, 0.0), 4)}
+        # The weight alone: it is the manager's share. The credit is the rotation's running state, which moves on
+        # every turn; the rule keeps it (rr_pointers), and the pick's sentence says whose weight won.
+        return {"weight": round(self.weights([m])[m.key], 4)}
 
     def ranked(self, turn: Turn) -> list[int]:
         # By credit after this turn's gain, richest first; sorted() is stable: rotation order on ties.

@@ -40,12 +40,11 @@ class Strategy:
     under leadflow/core/strategies/: the registry finds it there.
 
     Ties always go to whoever comes first in the rotation, so equal managers take turns; every pick moves the rule's
-    rotation to the one picked, and a strategy with `credits` also carries the credits its pick returns.
+    rotation to the one picked, and a weighted strategy also carries the credits its pick returns.
     """
 
     key: ClassVar[str]
     words: ClassVar[str]  # how the reason names it: "round robin"
-    credits: ClassVar[bool] = False  # its rank inputs move every turn: a batch cannot keep its candidates
 
     def weights(self, pool: list[ManagerState]) -> dict[str, float]:
         """Weighted strategies: each manager's share; the others have none."""
@@ -54,7 +53,8 @@ class Strategy:
     def inputs(
         self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
     ) -> dict[str, float | int | str]:
-        """What this strategy ranks the manager on, shown with the candidate."""
+        """What this strategy ranks the manager on, shown with the candidate: it depends on the manager alone (a
+        batch keeps each manager's candidate record while the manager's state stays the same)."""
         return {}
 
     def ranked(self, turn: Turn) -> list[int]:
