@@ -62,13 +62,13 @@ def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:
     seen: dict[tuple[tuple[str, ...], str | None], tuple[frozenset[str], str | None] | None] = {}
     for i, w in enumerate(wants):
         # Leads of one kind share their eligible tuple's value: the group is worked out once per kind.
-        at = (w.eligible, w.pick)
-        if at in seen:
-            key = seen[at]
+        kind = (w.eligible, w.pick)
+        if kind in seen:
+            key = seen[kind]
         else:
             usable = tuple(k for k in w.eligible if k in manager_node)
             pick = w.pick if w.pick in manager_node and w.pick in usable else None
-            key = seen[at] = (frozenset(usable), pick) if usable else None
+            key = seen[kind] = (frozenset(usable), pick) if usable else None
             if key is not None and key not in order:
                 order[key] = usable
         if key is not None:

@@ -371,12 +371,10 @@ def decide_target(
     return _decide_target(lead, target, pointer_key, state, now, ignore_hours, None)
 
 
-def _candidates(
-    pool: list[ManagerState], whys: list[str], target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
-) -> list[Candidate]:
+def _candidates(pool: list[ManagerState], whys: list[str], target: Target) -> list[Candidate]:
     """Each manager's verdict with what the strategy ranks on (the candidate's rank inputs)."""
     inputs = STRATEGIES[target.strategy].inputs
-    return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, inputs(m, target, weights, credit))
+    return [Candidate(m.key, m.name, not why, why, m.open_leads, m.capacity, inputs(m, target))
             for m, why in zip(pool, whys, strict=True)]  # fmt: skip
 
 
@@ -406,7 +404,7 @@ class Router:
         self.rules = rules
         self.now = now
         # what the target asks of the lead -> id(manager state) -> (that state, verdict, candidate or None)
-        self._memo: dict[tuple[Any, ...], dict[int, tuple[ManagerState, str, Candidate | None]]] = {}
+        self._memo: dict[tuple[Any, ...], dict[int, tuple[ManagerState, str, Candidate]]] = {}
         # what the target asks of the lead -> manager number -> the verdict's parts
         self._parts: dict[tuple[Any, ...], dict[int, tuple[str, str]]] = {}
         self._numbers: dict[int, tuple[ManagerState, int]] = {}  # id(manager state) -> (that state, manager number)
@@ -450,9 +448,7 @@ class Router:
         self._numbers[id(m)] = self._latest[m.key] = (m, number)  # holding m keeps its id from going to another
         return number
 
-    def _judge(
-        self, pool: list[ManagerState], lead: CleanLead, target: Target
-    ) -> tuple[list[str], list[Candidate]]:
+    def _judge(self, pool: list[ManagerState], lead: CleanLead, target: Target) -> tuple[list[str], list[Candidate]]:
         """Verdicts and (where they can be kept) candidates for the pool: remembered ones, the rest worked out."""
         band = tier_band(lead, target.tiers) if target.strategy == "best_to_best" else None
         # The target is the rules file's own object (the router holds the file), and so are the bands: ids stay unique.
@@ -487,12 +483,12 @@ class Router:
                 todo.append((i, why))
             kept[i] = candidate
         if todo:
-            fresh = _candidates([pool[i] for i, _ in todo], [why for _, why in todo], target, {}, {})
+            fresh = _candidates([pool[i] for i, _ in todo], [why for _, why in todo], target)
             for (i, why), candidate in zip(todo, fresh, strict=True):
                 kept[i] = made[(id(pool[i]), id(target), why)] = candidate
         for i in missing:
             m = pool[i]
-            memo[id(m)] = (m, whys[i], kept[i])  # holding m keeps its id from going to another object
+            memo[id(m)] = (m, whys[i], kept[i])  # type: ignore[assignment]  # holding m keeps its id
         return self._refuse(pool, lead, target, whys, kept)  # type: ignore[arg-type]
 
     def _refuse(
@@ -502,7 +498,7 @@ class Router:
         changed = _refusals(pool, whys, lead)  # whys is this call's own list
         if changed:
             kept = list(kept)
-            fresh = _candidates([pool[i] for i in changed], [whys[i] for i in changed], target, {}, {})
+            fresh = _candidates([pool[i] for i in changed], [whys[i] for i in changed], target)
             for i, candidate in zip(changed, fresh, strict=True):
                 kept[i] = candidate
         return whys, kept
@@ -528,11 +524,10 @@ def _turn(
     pool = _rotate(_pool(target, state) if router is None else router._pool(target, state),
                    state.rr_pointers.get(pointer_key))  # fmt: skip
     strategy = STRATEGIES[target.strategy]
-    weights = strategy.weights(pool)
     credit = state.credits.get(pointer_key, {})
     if router is None:
         whys = _verdicts(pool, lead, target, now, ignore_hours=ignore_hours, on_call_only=ignore_hours)
-        candidates = _candidates(pool, whys, target, weights, credit)
+        candidates = _candidates(pool, whys, target)
     else:
         whys, candidates = router._judge(pool, lead, target)
     eligible = [i for i, why in enumerate(whys) if not why]
@@ -540,6 +535,7 @@ def _turn(
     skipped_text = f"; {len(skipped)} skipped: {', '.join(skipped)}" if skipped else ""
     if not eligible:
         return TargetResult(None, candidates, f"no one eligible among {len(pool)}{skipped_text}")
+    weights = strategy.weights([pool[i] for i in eligible])  # only the eligible share the lead
     return strategy, Turn(lead, target, pool, candidates, eligible, weights, credit), skipped_text
 
 
@@ -646,22 +642,33 @@ SKIPPED_IN_FULL = 8  # up to this many skipped candidates are kept one by one; b
 _NAMES_PER_VERDICT = 3
 
 
-def stored_candidates(candidates: tuple[Candidate, ...] | list[Candidate]) -> list[dict[str, Any]]:
+def stored_candidates(
+    candidates: tuple[Candidate, ...] | list[Candidate],
+    known: dict[int, tuple[Candidate, dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
     """The candidates as an assignment keeps them: every eligible one in full, and the skipped in full while they
     are few, else one closing entry that counts them per verdict with a few names ("40 skipped: 31 off-shift
-    (Olena, Taras, Ivan, ...); 9 at capacity (...)"). What is stored grows with the eligible, not with the team."""
+    (Olena, Taras, Ivan, ...); 9 at capacity (...)"). What is stored grows with the eligible, not with the team.
+
+    `known` lets many decisions that share candidate records (a batch's router makes each once) share their
+    entries too: id(candidate) -> (it, its entry); the entries are read, never changed, by whoever stores them.
+    """
     skipped = len(candidates) - sum(1 for c in candidates if c.eligible)
     kept = candidates if skipped <= SKIPPED_IN_FULL else [c for c in candidates if c.eligible]
-    rows: list[dict[str, Any]] = [
-        {"key": c.key, "name": c.name, "eligible": c.eligible, "why": c.why, "load": c.load, "capacity": c.capacity,
-         "inputs": dict(c.inputs)}
-        for c in kept
-    ]  # fmt: skip
+    if known is None:
+        rows = [_candidate_entry(c) for c in kept]
+    else:
+        rows = []
+        for c in kept:
+            found = known.get(id(c))
+            if found is None:
+                found = known[id(c)] = (c, _candidate_entry(c))  # holding c keeps its id
+            rows.append(found[1])
     if skipped > SKIPPED_IN_FULL:
         verdicts: dict[str, dict[str, Any]] = {}
         for c in candidates:
             if not c.eligible:
-                entry = verdicts.setdefault(_verdict_kind(c), {"count": 0, "names": []})
+                entry = verdicts.setdefault(_verdict_kind(c.name, c.why), {"count": 0, "names": []})
                 entry["count"] += 1
                 if len(entry["names"]) < _NAMES_PER_VERDICT:
                     entry["names"].append(c.name)
@@ -672,9 +679,15 @@ def stored_candidates(candidates: tuple[Candidate, ...] | list[Candidate]) -> li
     return rows
 
 
-def _verdict_kind(c: Candidate) -> str:
+def _candidate_entry(c: Candidate) -> dict[str, Any]:
+    return {"key": c.key, "name": c.name, "eligible": c.eligible, "why": c.why, "load": c.load,
+            "capacity": c.capacity, "inputs": dict(c.inputs)}  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def _verdict_kind(name: str, why: str) -> str:
     """The verdict without the name and the figures that make it personal: "at capacity", "off-shift"."""
-    why = c.why.removeprefix(f"{c.name} ")
+    why = why.removeprefix(f"{name} ")
     for kind in ("at capacity", "converts", "is tier", "on vacation"):
         if why.startswith(kind):
             return kind

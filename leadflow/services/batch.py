@@ -59,6 +59,7 @@ from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
 from leadflow.core.routing import (
     FALLBACK,
+    Candidate,
     Decision,
     LiveState,
     ManagerState,
@@ -491,8 +492,15 @@ def _plan(
         for key in placement.managers.values():
             used[key] = used.get(key, 0) + 1
         grown = False
+        filled = {k for k, n in room.items() if used.get(k, 0) >= n}
+        stuck: dict[tuple[str, ...], bool] = {}  # who may take a lead -> all of them full (leads share these)
         for i, r in reach.items():
-            if r.last is not None and r.found and all(used.get(k, 0) >= room.get(k, 0) for k in r.found):
+            if r.last is None or not r.found:
+                continue
+            all_full = stuck.get(r.found)
+            if all_full is None:
+                all_full = stuck[r.found] = filled.issuperset(r.found)
+            if all_full:
                 while expand.step(r):  # every rule it may pass on to at once: fewer rounds of the flow
                     grown = True
                     wants[i] = dataclasses.replace(wants[i], eligible=r.found)
@@ -731,6 +739,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
     timer_rows: list[dict[str, Any]] = []
     load: dict[int, tuple[int, Decimal]] = {}
     pointers: dict[str, tuple[str, Mapping[str, float] | None]] = {}
+    entries: dict[int, tuple[Candidate, dict[str, Any]]] = {}  # the chunk's candidate records, each stored once
     for p in plans:
         d = p.decision
         if d.manager_id is None or d.manager_key is None:
@@ -741,7 +750,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
         lead_rows.append({"b_id": lead_id, "b_manager_id": d.manager_id, "b_now": now,
                           "b_sla_state": columns["sla_state"], "b_sla_due_at": columns["sla_due_at"],
                           "b_rule_key": columns["rule_key"]})  # fmt: skip
-        assignment_rows.append(assignment_row(lead_id, d, KIND, now))
+        assignment_rows.append(assignment_row(lead_id, d, KIND, now, entries))
         event_rows.append(decision_event(lead_id, d, now))
         if p.clock is not None and p.owner is not None:
             timer_rows.append(timer_row(lead_id, p.clock, p.owner, d.rule_key, now))

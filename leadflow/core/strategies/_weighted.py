@@ -20,19 +20,23 @@ def smooth_weighted(
     Over time each manager gets leads in proportion to their weight, interleaved rather than in runs.
     """
     new = dict(credits)
+    total = 0.0
     for m in eligible:
-        new[m.key] = new.get(m.key, 0.0) + weights[m.key]
+        weight = weights[m.key]
+        new[m.key] = new.get(m.key, 0.0) + weight
+        total += weight
     pick = max(eligible, key=lambda m: new[m.key])  # max() keeps the first on ties: the rotation order
-    new[pick.key] -= sum(weights[m.key] for m in eligible)
-    return pick, {k: round(v, 6) for k, v in new.items()}
+    new[pick.key] -= total
+    # Only the eligible's credits moved; the others keep the (rounded) values they were stored with.
+    for m in eligible:
+        new[m.key] = round(new[m.key], 6)
+    return pick, new
 
 
 class Weighted(Strategy):
     what = "weight"  # how the reason names the weight
 
-    def inputs(
-        self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
-    ) -> dict[str, float | int | str]:
+    def inputs(self, m: ManagerState, target: Target) -> dict[str, float | int | str]:
         # The weight alone: it is the manager's share. The credit is the rotation's running state, which moves on
         # every turn; the rule keeps it (rr_pointers), and the pick's sentence says whose weight won.
         return {"weight": round(self.weights([m])[m.key], 4)}

@@ -50,9 +50,7 @@ class Strategy:
         """Weighted strategies: each manager's share; the others have none."""
         return {}
 
-    def inputs(
-        self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
-    ) -> dict[str, float | int | str]:
+    def inputs(self, m: ManagerState, target: Target) -> dict[str, float | int | str]:
         """What this strategy ranks the manager on, shown with the candidate: it depends on the manager alone (a
         batch keeps each manager's candidate record while the manager's state stays the same)."""
         return {}

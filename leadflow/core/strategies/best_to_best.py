@@ -3,7 +3,6 @@ among them, round robin."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from leadflow.core.strategies.base import Pick, Strategy, Turn, tier_band
@@ -17,9 +16,7 @@ class BestToBest(Strategy):
     key = "best_to_best"
     words = "best to best"
 
-    def inputs(
-        self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
-    ) -> dict[str, float | int | str]:
+    def inputs(self, m: ManagerState, target: Target) -> dict[str, float | int | str]:
         return {"tier": m.tier}
 
     def pick(self, turn: Turn) -> Pick:

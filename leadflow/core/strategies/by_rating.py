@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from leadflow.core.strategies.base import Pick, Strategy, Turn
@@ -16,9 +15,7 @@ class ByRating(Strategy):
     key = "by_rating"
     words = "by rating"
 
-    def inputs(
-        self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
-    ) -> dict[str, float | int | str]:
+    def inputs(self, m: ManagerState, target: Target) -> dict[str, float | int | str]:
         return {"rating": m.rating}
 
     def ranked(self, turn: Turn) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from leadflow.core.strategies.base import Pick, Strategy, Turn
@@ -19,9 +18,7 @@ class LeastLoaded(Strategy):
     key = "least_loaded"
     words = "least loaded"
 
-    def inputs(
-        self, m: ManagerState, target: Target, weights: Mapping[str, float], credit: Mapping[str, float]
-    ) -> dict[str, float | int | str]:
+    def inputs(self, m: ManagerState, target: Target) -> dict[str, float | int | str]:
         return {"load": float(getattr(m, _LOAD_ATTR[target.load]))}
 
     def ranked(self, turn: Turn) -> list[int]:
