@@ -6,14 +6,16 @@ batch routes every lead as usual (that gives each lead who may take it and the s
 this module where the leads go, as a flow:
 
     source --(one arc per lead, capacity 1, cost: its place in the batch order)--> group
-    group  --(cost 0 to the strategy's pick, 1 + rank to every other eligible manager)--> manager
+    group  --(cost 0 to the strategy's pick, 1 + rank to every other eligible manager of the lead's own rule,
+              "far" + rank to the managers of the rules it may be passed on to)--> manager
     manager --(capacity: the manager's free places)--> sink
 
 A group is the leads with the same eligible managers and the same pick, so the middle of the graph depends on how
 many kinds of lead there are, not on how many leads. The maximum flow is the largest number of leads that can be
-placed. Among placements of that size the cheapest is taken: each step in the batch order costs more than every
-pick change together, so higher-priority leads are placed first, and then each strategy's pick is kept wherever
-that strands no lead.
+placed. Among placements of that size the cheapest is taken, and the costs come in three tiers, each outweighing
+everything below it together: each step in the batch order (higher-priority leads are placed first), then each
+lead sent to another rule's manager (only where that places more leads, or more important ones), then each pick
+changed within a rule (each strategy's pick is kept wherever that strands no lead).
 
 The solver is OR-Tools' SimpleMinCostFlow (C++, cost-scaling push-relabel, integer costs, exact): a
 backlog of a few thousand leads is a graph of a few thousand arcs, solved in milliseconds. Pure: no I/O, no clock.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ortools.graph.python import min_cost_flow
@@ -37,6 +40,9 @@ class Want:
     ref: int  # the caller's id for the lead
     eligible: tuple[str, ...]  # manager keys in the strategy's order of preference
     pick: str | None = None
+    # How many of `eligible` come from the lead's own rule (None: all); the rest, other rules' managers the lead
+    # may be passed on to, are taken only where that places more leads, or more important ones.
+    own: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,26 +63,33 @@ def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:
     if not keys:
         return Placement()
     manager_node = {k: 2 + i for i, k in enumerate(keys)}
-    groups: dict[tuple[frozenset[str], str | None], list[int]] = {}  # (eligible, pick) -> indexes into wants
-    order: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}  # the first lead's order of preference
-    seen: dict[tuple[tuple[str, ...], str | None], tuple[frozenset[str], str | None] | None] = {}
+    # (own eligible, others, pick) -> indexes into wants
+    groups: dict[tuple[frozenset[str], frozenset[str], str | None], list[int]] = {}
+    # the first lead's order of preference: (own, others)
+    order: dict[tuple[frozenset[str], frozenset[str], str | None], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    seen: dict[tuple[tuple[str, ...], str | None, int | None], Any] = {}
     for i, w in enumerate(wants):
         # Leads of one kind share their eligible tuple's value: the group is worked out once per kind.
-        kind = (w.eligible, w.pick)
+        kind = (w.eligible, w.pick, w.own)
         if kind in seen:
             key = seen[kind]
         else:
-            usable = tuple(k for k in w.eligible if k in manager_node)
-            pick = w.pick if w.pick in manager_node and w.pick in usable else None
-            key = seen[kind] = (frozenset(usable), pick) if usable else None
+            cut = len(w.eligible) if w.own is None else w.own
+            own = tuple(k for k in w.eligible[:cut] if k in manager_node)
+            others = tuple(k for k in w.eligible[cut:] if k in manager_node and k not in own)
+            pick = w.pick if w.pick in own else None
+            key = seen[kind] = (frozenset(own), frozenset(others), pick) if own or others else None
             if key is not None and key not in order:
-                order[key] = usable
+                order[key] = (own, others)
         if key is not None:
             groups.setdefault(key, []).append(i)
     if not groups:
         return Placement()
-    worst = 1 + max(len(u) for u in order.values())  # the most a lead's pick change can cost
-    step = len(wants) * worst + 1  # one step in the batch order outweighs every pick change together
+    n_wants = len(wants)
+    worst = 1 + max(len(own) for own, _ in order.values())  # the most a change within a lead's own rule can cost
+    far = n_wants * worst + 1  # another rule's manager costs more than every change within own rules together
+    worst_far = far + max(len(others) for _, others in order.values())
+    step = n_wants * worst_far + 1  # one step in the batch order outweighs all of those together
     flow = min_cost_flow.SimpleMinCostFlow()
     group_node = {g: 2 + len(keys) + j for j, g in enumerate(groups)}
     # One arc per lead, added in one call: (arc, index into wants).
@@ -92,15 +105,21 @@ def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:
     sizes: list[int] = []
     costs: list[int] = []
     arc_keys: list[str] = []
-    spans: dict[tuple[frozenset[str], str | None], tuple[int, int]] = {}  # group -> its slice of those arcs
-    for g, usable in order.items():
-        n, node, start = len(groups[g]), group_node[g], len(arc_keys)
-        ranked = ([g[1]] if g[1] is not None else []) + [u for u in usable if u != g[1]]
+    spans: dict[tuple[frozenset[str], frozenset[str], str | None], tuple[int, int]] = {}  # group -> its arcs
+    for g, (own, others) in order.items():
+        n, node, start, pick = len(groups[g]), group_node[g], len(arc_keys), g[2]
+        ranked = ([pick] if pick is not None else []) + [u for u in own if u != pick]
         for rank, k in enumerate(ranked):
             tails.append(node)
             ends.append(manager_node[k])
             sizes.append(n)
-            costs.append(0 if k == g[1] else rank + (0 if g[1] is not None else 1))
+            costs.append(0 if k == pick else rank + (0 if pick is not None else 1))
+            arc_keys.append(k)
+        for rank, k in enumerate(others):
+            tails.append(node)
+            ends.append(manager_node[k])
+            sizes.append(n)
+            costs.append(far + rank)
             arc_keys.append(k)
         spans[g] = (start, len(arc_keys))
     middle = flow.add_arcs_with_capacity_and_unit_cost(

@@ -444,7 +444,6 @@ def _plan(
     drafts: list[_Draft] = []
     heads: dict[Any, int] = {}  # client -> lead id of its first lead
     kept: dict[int, ManagerState] = {}  # lead id -> the client's owner, who keeps them
-    full = False
     for n, q in enumerate(queue):
         if n and n % chunk == 0:
             router.forget_states()  # what the router keeps per state object lasts a chunk's worth of leads
@@ -464,19 +463,17 @@ def _plan(
             continue
         decision = router.route(q.lead, live.view)
         live.take(decision, q.row["budget"])
-        draft = _Draft(q, decision)
-        if full or decision.manager_key is None:
-            draft.eligible = again.route(q.lead, start, ("start",), decision.matched_rules)
-        elif live.managers[decision.manager_key].open_leads >= live.managers[decision.manager_key].capacity:
-            full = True
+        # Who may take it is read from the state the run started with, which leads of one kind share (see _Again).
+        draft = _Draft(q, decision, again.route(q.lead, start, ("start",), decision.matched_rules))
         # The client's first lead someone may take leads the client; one nobody may take goes its own way.
         if decision.manager_key is not None or any(c.eligible for c in (draft.eligible or decision).candidates):
             heads[client] = lead_id
         drafts.append(draft)
-    # Each lead starts with the eligible of the rule that decided it. A lead whose managers all end up full is
-    # given the next matching rule's (or the fallback's) eligible too, as routing would pass it on, and the flow
-    # is solved again, until no such lead has more. A lead with room left among its own managers never needs the
-    # next rule: any better placement through it could as well use that room.
+    # Each lead starts with the eligible of the rule that decided it, and the flow is solved. If that strands a
+    # lead whose managers are all full, every lead is also given the managers of the rules routing would pass it
+    # on to (the next matching rules, the fallback), at a cost above any change within its own rule, and the flow
+    # is solved once more. So a lead goes to another rule's manager only where that places more leads, or more
+    # important ones; and at most two solves are needed.
     reach: dict[int, _Reach] = {}
     firsts = _Firsts()
     for d in drafts:
@@ -484,29 +481,28 @@ def _plan(
         if d.head is None:
             own = (kept[lead_id].key,) if lead_id in kept else None
             reach[lead_id] = _Reach(d, own if own else firsts.of(d), last=None if own else "")
-    expand = _Expand(again, start)
-    wants = {i: Want(i, r.found, kept[i].key if i in kept else r.draft.decision.manager_key) for i, r in reach.items()}
-    while True:
-        placement = place(list(wants.values()), room)
-        used: dict[str, int] = {}
-        for key in placement.managers.values():
-            used[key] = used.get(key, 0) + 1
-        grown = False
-        filled = {k for k, n in room.items() if used.get(k, 0) >= n}
-        stuck: dict[tuple[str, ...], bool] = {}  # who may take a lead -> all of them full (leads share these)
-        for i, r in reach.items():
-            if r.last is None or not r.found:
-                continue
-            all_full = stuck.get(r.found)
-            if all_full is None:
-                all_full = stuck[r.found] = filled.issuperset(r.found)
-            if all_full:
-                while expand.step(r):  # every rule it may pass on to at once: fewer rounds of the flow
-                    grown = True
-                    wants[i] = dataclasses.replace(wants[i], eligible=r.found)
-        if not grown:
-            break
+    wants = [Want(i, r.found, kept[i].key if i in kept else r.draft.decision.manager_key) for i, r in reach.items()]
+    placement = place(wants, room)
+    if _stranded(reach, placement, room):
+        expand = _Expand(again, start)
+        for n, r in enumerate(reach.values()):
+            first = len(r.found)
+            grown = False
+            while expand.step(r):  # every rule it may pass on to, at once
+                grown = True
+            if grown:
+                wants[n] = dataclasses.replace(wants[n], eligible=r.found, own=first)
+        placement = place(wants, room)
     return _explain(drafts, placement, state, room, clocks, partial(again.router.route, state=start))
+
+
+def _stranded(reach: Mapping[int, _Reach], placement: Placement, room: Mapping[str, int]) -> bool:
+    """Whether a lead is left out with every manager who may take it full (another rule might have room)."""
+    used: dict[str, int] = {}
+    for key in placement.managers.values():
+        used[key] = used.get(key, 0) + 1
+    filled = {k for k, n in room.items() if used.get(k, 0) >= n}
+    return any(r.found and i not in placement.managers and filled.issuperset(r.found) for i, r in reach.items())
 
 
 @dataclass(slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -88,7 +87,7 @@ def dry_run(app: Leadflow, lead_in: LeadIn, now: datetime, problems: Sequence[Fi
         "rule": decision.rule_key,
         "strategy": decision.strategy,
         "reason": decision.reason,
-        "rules": [asdict(c) for c in decision.checked],
-        "candidates": [asdict(c) for c in decision.candidates],
+        "rules": [c._asdict() for c in decision.checked],
+        "candidates": [{**c._asdict(), "inputs": dict(c.inputs)} for c in decision.candidates],
         "wait_until": decision.wait_until,
     }

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from leadflow.core.rules import Target, TierBand
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made for every decision: a frozen dataclass's __init__ costs twice as much
 class Turn:
     """One decision as a strategy sees it: the pool in rotation order and which of it may take the lead."""
 
@@ -28,7 +28,7 @@ class Turn:
     credit: Mapping[str, float]  # weighted strategies: the rule's credits before this turn
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made for every decision: a frozen dataclass's __init__ costs twice as much
 class Pick:
     index: int  # into Turn.pool
     how: str  # "least loaded among 3 eligible (Olena has 2 open)"
