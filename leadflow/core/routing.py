@@ -431,6 +431,13 @@ class Router:
         self._made.clear()
         self._pools.clear()
 
+    def eligible(self, lead: CleanLead, pointer_key: str, target: Target, state: TeamState) -> list[str]:
+        """Who may take the lead under this target on this state, in rotation order: the eligible of the target's
+        turn in route(), without the pick."""
+        pool = _rotate(self._pool(target, state), state.rr_pointers.get(pointer_key))
+        whys, _ = self._judge(pool, lead, target)
+        return [m.key for m, why in zip(pool, whys, strict=True) if not why]
+
     def _pool(self, target: Target, state: TeamState) -> list[ManagerState]:
         """_pool(), with the members' keys remembered per target and state: a batch's states change only in loads
         (LiveState replaces a manager's state in place, keeping the key and the team), so the members stay."""

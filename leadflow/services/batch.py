@@ -568,6 +568,19 @@ class _Expand:
         # (id(source decision), last rule, found) -> (found after the step, its last rule), None: no step
         self.known: dict[tuple[int, str | None, tuple[str, ...]], tuple[tuple[str, ...], str | None] | None] = {}
         self._held: list[Decision] = []
+        self.chains: dict[tuple[str, ...], list[tuple[str, Target]] | None] = {}  # matched rules -> see _chain
+
+    def _chain(self, matched: tuple[str, ...]) -> list[tuple[str, Target]] | None:
+        """The targets route() tries for a lead matching these rules, in order (the fallback last); None when one of
+        them does something else than pass the lead on if everyone is off shift (out_of_hours: on_call, team:,
+        queue), which only route() itself knows how to follow."""
+        if matched not in self.chains:
+            rules = self.router.rules
+            chain: list[tuple[str, Target]] = [(r.key, r) for r in rules.ordered_rules if r.key in matched]
+            if rules.routing.fallback is not None:
+                chain.append((FALLBACK, rules.routing.fallback))
+            self.chains[matched] = chain if all(t.out_of_hours == "next" for _, t in chain) else None
+        return self.chains[matched]
 
     def step(self, r: _Reach) -> bool:
         """Pass the lead on to the next rule that has someone else for it; False when there is none.
@@ -592,6 +605,16 @@ class _Expand:
         if last is None or last == FALLBACK or (not has_fallback and source.matched_rules[-1:] == (last,)):
             return None
         taken = frozenset(r.found)
+        lead = r.draft.queued.lead
+        chain = self._chain(r.draft.decision.matched_rules)
+        if chain is not None:
+            # Every rule passes a lead on when nobody may take it: route() with the managers found so far set aside
+            # picks under the first rule that has anyone else, whom the starting state's verdicts already name.
+            for key, target in chain:
+                more = tuple(k for k in self.router.router.eligible(lead, key, target, self.start) if k not in taken)
+                if more:
+                    return r.found + more, key
+            return None
         state = self.without.get(taken)
         if state is None:
             start, off = self.start, self.off
@@ -599,7 +622,7 @@ class _Expand:
                 off[k] = dataclasses.replace(start.managers[k], active=False)
             managers = {k: off[k] if k in taken else m for k, m in start.managers.items()}
             state = self.without[taken] = TeamState(managers, start.rr_pointers, start.credits)
-        after = self.router.route(r.draft.queued.lead, state, (taken, last), r.draft.decision.matched_rules)
+        after = self.router.route(lead, state, (taken, last), r.draft.decision.matched_rules)
         more = tuple(c.key for c in after.candidates if c.eligible and c.key not in taken)
         if after.manager_key is None or not more:
             return None

@@ -39,7 +39,15 @@ class Weighted(Strategy):
     def inputs(self, m: ManagerState, target: Target) -> dict[str, float | int | str]:
         # The weight alone: it is the manager's share. The credit is the rotation's running state, which moves on
         # every turn; the rule keeps it (rr_pointers), and the pick's sentence says whose weight won.
-        return {"weight": round(self.weights([m])[m.key], 4)}
+        return {"weight": round(self.weight_of(m), 4)}
+
+    def weight_of(self, m: ManagerState) -> float:
+        """The manager's weight under this strategy."""
+        raise NotImplementedError
+
+    def weights(self, pool: list[ManagerState]) -> dict[str, float]:
+        weight_of = self.weight_of
+        return {m.key: weight_of(m) for m in pool}
 
     def ranked(self, turn: Turn) -> list[int]:
         # By credit after this turn's gain, richest first; sorted() is stable: rotation order on ties.

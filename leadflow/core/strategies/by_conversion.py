@@ -15,5 +15,5 @@ class ByConversion(Weighted):
     words = "by conversion"
     what = "conversion"
 
-    def weights(self, pool: list[ManagerState]) -> dict[str, float]:
-        return {m.key: m.smoothed_conversion for m in pool}
+    def weight_of(self, m: ManagerState) -> float:
+        return m.smoothed_conversion

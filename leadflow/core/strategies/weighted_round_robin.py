@@ -14,5 +14,5 @@ class WeightedRoundRobin(Weighted):
     key = "weighted_round_robin"
     words = "weighted round robin"
 
-    def weights(self, pool: list[ManagerState]) -> dict[str, float]:
-        return {m.key: float(m.weight) for m in pool}
+    def weight_of(self, m: ManagerState) -> float:
+        return float(m.weight)
