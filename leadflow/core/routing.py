@@ -768,20 +768,3 @@ def sticky_choice(
         candidates=(Candidate(owner.key, owner.name, True, "", owner.open_leads, owner.capacity),),
     )
     return StickyChoice(policy, decision)
-
-
-def sticky_decision(owner: ManagerState | None, duplicate_reason: str) -> Decision | None:
-    """A duplicate goes to the manager who already owns the client, if that manager can still work."""
-    if owner is None:
-        return None
-    if not owner.active or owner.absent:
-        return None
-    return Decision(
-        manager_key=owner.key,
-        manager_id=owner.id,
-        manager_name=owner.name,
-        rule_key="sticky-owner",
-        strategy="sticky",
-        reason=f"{duplicate_reason}; sent to the owner {owner.name}",
-        candidates=(Candidate(owner.key, owner.name, True, "", owner.open_leads, owner.capacity),),
-    )

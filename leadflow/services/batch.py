@@ -52,7 +52,7 @@ from typing import Any
 from rich.table import Table
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from leadflow.core.assignment import Placement, Want, place
 from leadflow.core.errors import InvalidInput
@@ -66,7 +66,8 @@ from leadflow.core.routing import (
     Router,
     TeamState,
     matching_rules,
-    sticky_decision,
+    sticky_choice,
+    sticky_policy,
 )
 from leadflow.core.rules import RulesFile, Target, batch_order_keys
 from leadflow.services.context import Leadflow
@@ -207,7 +208,7 @@ class BatchReport:
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    row: RowMapping
+    row: Mapping[str, Any]
     lead: CleanLead
 
 
@@ -274,7 +275,7 @@ def assign_backlog(
     team_keys = _routing_teams(rules)
     with _gc_paused():
         with app.engine.connect().execution_options(**READ_ONLY) as conn:
-            queue = _read_queue(conn, keys, limit)
+            queue = _read_queue(conn, keys, limit, rules)
             state = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
             owned = _owners(conn, queue, state)
         plans = _plan(queue, owned, Router(rules, now), state, clocks, chunk)
@@ -326,11 +327,24 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_queue(conn: Connection, keys: Sequence[tuple[str, bool]], limit: int | None) -> list[_Queued]:
+def _read_queue(
+    conn: Connection, keys: Sequence[tuple[str, bool]], limit: int | None, rules: RulesFile
+) -> list[_Queued]:
     columns = [getattr(leads.c, name).desc() if desc else getattr(leads.c, name).asc() for name, desc in keys]
     query = _QUEUE.order_by(*[c.nulls_last() for c in columns], leads.c.id)
-    rows = conn.execute(query if limit is None else query.limit(limit)).mappings().all()
+    if _reads_extra(rules):
+        query = query.add_columns(leads.c.raw)  # extra.* fields live in the raw request
+    result = conn.execute(query if limit is None else query.limit(limit))
+    names = list(result.keys())
+    # Plain dicts: a backlog reads every column of every row, and a dict answers by name several times faster.
+    rows = [dict(zip(names, row, strict=True)) for row in result.all()]
     return [_Queued(row, lead_row_to_clean(row)) for row in rows]
+
+
+def _reads_extra(rules: RulesFile) -> bool:
+    """Whether a rule's condition, or a manager's `accepts:`, looks at a field beyond leadflow's own (extra.*)."""
+    conditions = [r.when for r in rules.ordered_rules] + [m.accepts for m in rules.managers if m.accepts is not None]
+    return any(name.startswith("extra.") for c in conditions for name in c.fields)
 
 
 def _routing_teams(rules: RulesFile) -> list[str]:
@@ -372,7 +386,7 @@ class _Clients:
     def of(self, lead_id: int) -> Any:
         return self._find(("lead", lead_id))
 
-    def client_of(self, row: RowMapping) -> Any | None:
+    def client_of(self, row: Mapping[Any, Any]) -> Any | None:
         """The backlog client an outside lead row belongs to, if any."""
         for token in _tokens(row):
             if token in self._parent:
@@ -380,7 +394,7 @@ class _Clients:
         return None
 
 
-def _tokens(row: RowMapping) -> list[tuple[str, Any]]:
+def _tokens(row: Mapping[Any, Any]) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = [("id", row["id"])]
     if row["phone"]:
         found.append(("phone", row["phone"]))
@@ -455,7 +469,7 @@ def _plan(
             continue
         owner_key, owner_lead = owned.owners.get(client, (None, 0))
         owner = state.managers.get(owner_key) if owner_key else None
-        sticky = sticky_decision(owner, f"same client as lead {owner_lead}") if owner is not None else None
+        sticky = _sticky(q.lead, router, owner, owner_lead) if owner is not None else None
         if sticky is not None and owner is not None and room.get(owner.key, 0) > 0:
             heads[client] = lead_id
             kept[lead_id] = owner
@@ -627,6 +641,12 @@ class _Expand:
         if after.manager_key is None or not more:
             return None
         return r.found + more, after.rule_key
+
+
+def _sticky(lead: CleanLead, router: Router, owner: ManagerState, owner_lead: int) -> Decision | None:
+    """To the client's owner, as intake would send a repeat lead under the sticky policy; None: by the rules."""
+    policy, wait = sticky_policy(lead, router.rules, owner.team)
+    return sticky_choice(owner, f"same client as lead {owner_lead}", policy, router.now, wait).decision
 
 
 def _follower(head: int | None) -> Decision:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from leadflow.core.dedupe import Duplicate, Match, choose_duplicate
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import Candidate, Decision, ManagerState, check_manager, sticky_decision
+from leadflow.core.routing import Candidate, Decision, ManagerState, check_manager, sticky_choice, sticky_policy
 from leadflow.core.rules import Target
 from leadflow.core.schedule import format_duration
 from leadflow.services.context import Leadflow
@@ -140,7 +140,7 @@ def contact_at_desk(
     with app.engine.begin() as conn:
         row = _at_desk(conn, lead_id)
         client = find_client(conn, app, row, contact, company)
-        owner, owned_note = _owner_decision(conn, app, client.owned, note)
+        owner, owned_note = _owner_decision(conn, app, client.owned, note, row, now)
         conversion = convert_lead(conn, app, row, now, to="contact", contact=contact, company=company, deal=None,
                                   actor=actor, keep_open=owner is not None)  # fmt: skip
         _leave_desk(conn, lead_id)
@@ -171,7 +171,7 @@ def deal_at_desk(
             manager_by_key(conn, app, hand_to, "hand_to")  # a wrong key is refused even when the owner takes it
         clean = lead_row_to_clean(row)
         client = find_client(conn, app, row, contact, company)
-        owner, owned_note = _owner_decision(conn, app, client.owned, note)
+        owner, owned_note = _owner_decision(conn, app, client.owned, note, row, now)
         decision, kind = owner, "sticky"
         if decision is None:
             decision, kind = _hand_over(conn, app, row, clean, hand_to, note, now)
@@ -200,12 +200,9 @@ def to_owner_at_desk(app: Leadflow, lead_id: int, now: datetime, *, note: str | 
         if duplicate is None:
             seen = f"{len(found)} possible match(es), none with an owner" if found else "no existing client matches"
             raise Conflict(f"lead {lead_id} has no owner to go to ({seen}): convert it or hand it on with /deal")
-        decision, _ = _owner_decision(conn, app, duplicate, note)
+        decision, why_not = _owner_decision(conn, app, duplicate, note, row, now, asked=True)
         if decision is None:
-            raise Conflict(
-                f"the client's owner {duplicate.match.owner_name} cannot take leads now (absent or inactive): "
-                "hand the lead on with /deal, or ask the head of sales"
-            )
+            raise Conflict(f"{why_not}: hand the lead on with /deal, or ask the head of sales")
         _leave_desk(conn, lead_id)
         _send_to_owner(conn, app, row, now, decision, duplicate, None, actor, note)
         append_events(conn, [_left_desk(conn, app, row, now, actor, "to_owner", note=note,
@@ -340,20 +337,30 @@ def _hand_over(
 
 
 def _owner_decision(
-    conn: Connection, app: Leadflow, owned: Duplicate | None, note: str | None
-) -> tuple[Decision | None, str | None]:
-    """To the client's owner (sticky), or None with a sentence saying why the owner cannot take it."""
+    conn: Connection, app: Leadflow, owned: Duplicate | None, note: str | None, row: RowMapping, now: datetime,
+    *, asked: bool = False,
+) -> tuple[Decision | None, str | None]:  # fmt: skip
+    """To the client's owner under the sticky policy, or None with a sentence saying why the owner cannot take it.
+
+    `asked`: the operator chose "to the owner" for this lead, so even a team that routes repeat clients by the rules
+    (`sticky: never`) sends it there, while the owner is available.
+    """
     if owned is None or owned.match.owner_id is None:
         return None, None
     owner = load_manager(conn, owned.match.owner_id, app.rules.default_timezone)
+    if owner is not None and owner.role != "manager":
+        return None, f"{owned.reason}, who works the {owner.role}, not leads"
     attach = _attach_to(conn, owned.match)
     text = f"duplicate found at the desk: {owned.reason}; please attach it to {attach}"
     if note:
         text = f"{text}; note: {note}"
-    decision = sticky_decision(owner, text) if owner is not None and owner.role == "manager" else None
-    if decision is None:
-        return None, f"{owned.reason}, who cannot take leads now (absent or inactive)"
-    return decision, None
+    policy, wait = sticky_policy(lead_row_to_clean(row), app.rules, owner.team if owner is not None else None)
+    if asked and policy == "never":
+        policy = "available"
+    choice = sticky_choice(owner, text, policy, now, wait)
+    if choice.decision is None:
+        return None, f"{owned.reason}, who cannot take it now: {choice.why_not}"
+    return choice.decision, None
 
 
 def _attach_to(conn: Connection, m: Match) -> str:

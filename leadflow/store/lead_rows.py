@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection, RowMapping
@@ -43,7 +44,7 @@ def _workable(row: RowMapping | None, lead_id: int) -> RowMapping:
     return row
 
 
-def lead_row_to_clean(row: RowMapping) -> CleanLead:
+def lead_row_to_clean(row: Mapping[Any, Any]) -> CleanLead:
     return CleanLead(
         channel=row["channel"], source=row["source"], external_id=row["external_id"], name=row["name"],
         phone=row["phone"], phone_type=row["phone_type"], email=row["email"], company=row["company"],

@@ -244,7 +244,7 @@ def test_a_lead_of_an_owned_contact_goes_to_its_owner_with_a_note(api: httpx.Cli
     assert r.status_code == 200, r.text
     expected = ("duplicate found at the desk: duplicate of existing contact #1 by email ivan@acme.ua, owned by Taras; "
                 "please attach it to company 'Acme Logistics' #1 / contact Ivan #1; note: asks about a second truck; "
-                "sent to the owner Taras")  # fmt: skip
+                "sent to the owner Taras (sticky: available)")  # fmt: skip
     assert (r.json()["manager"]["key"], r.json()["reason"], r.json()["status"]) == ("taras", expected, "assigned")
     lead = detail(api, by_hand)
     assert (lead["contact_id"], lead["company_id"]) == (1, 1)
@@ -272,6 +272,34 @@ def test_a_lead_of_an_owned_contact_goes_to_its_owner_with_a_note(api: httpx.Cli
     r = api.post(f"/api/v1/desk/{kept}/contact", json={"actor": "dana"})
     assert (r.json()["status"], r.json()["manager"]["key"]) == ("assigned", "taras")  # not closed: the owner works it
     assert r.json()["contact"] == {"id": 1, "created": False}
+
+
+def test_an_owner_on_vacation_gets_no_desk_lead_unless_the_team_always_sticks(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    vacation = "{key: taras, name: Taras, team: sales, capacity: 10, vacations: [{from: 2026-01-01, to: 2099-12-31}]}"
+    for sticky, expected in (("available", "olena"), ("always", "taras")):
+        rules = RULES.replace("{key: taras, name: Taras, team: sales, capacity: 10}", vacation).replace(
+            "desk_sla: 15m,", f"desk_sla: 15m, sticky: {sticky},"
+        )
+        lf = make_app(rules)
+        with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as api:
+            taras = manager_id(lf, "taras")
+            with lf.engine.begin() as conn:
+                conn.execute(contacts.insert().values(name="Ivan", email="ivan@acme.ua", owner_id=taras,
+                                                      created_at=datetime.now(UTC)))  # fmt: skip
+            converted = at_desk(api, email="ivan@acme.ua", phone=None, budget=90000)
+            r = api.post(f"/api/v1/desk/{converted}/deal", json={"hand_to": "auto", "actor": "dana"})
+            assert r.status_code == 200, r.text
+            assert r.json()["manager"]["key"] == expected, r.json()["reason"]
+            if sticky == "available":
+                assert (
+                    "owned by Taras, who cannot take it now: owner Taras is on vacation until 2099-12-31"
+                    in (r.json()["reason"])
+                )
+                asked = at_desk(api, email="ivan@acme.ua", phone=None)
+                r = api.post(f"/api/v1/desk/{asked}/to-owner", json={"actor": "dana"})
+                assert r.status_code == 409 and "on vacation until 2099-12-31" in r.json()["message"]
 
 
 def test_a_second_lead_of_the_same_client_links_contact_and_company(api: httpx.Client, lf: Leadflow) -> None:

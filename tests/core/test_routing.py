@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from leadflow.core.lead import CleanLead
-from leadflow.core.routing import ManagerState, TeamState, route, sticky_decision
+from leadflow.core.routing import ManagerState, TeamState, route, sticky_choice
 from leadflow.core.rules_text import parse_rules
 from leadflow.core.schedule import parse_working_hours
 
@@ -97,5 +97,7 @@ def test_least_loaded_picks_the_freest_and_ties_rotate() -> None:
 
 def test_sticky_owner_unless_absent() -> None:
     owner = people()["taras"]
-    assert sticky_decision(owner, "duplicate of contact #1") is not None
-    assert sticky_decision(replace(owner, absent=True), "duplicate of contact #1") is None
+    assert sticky_choice(owner, "duplicate of contact #1", "available", MONDAY_NOON).decision is not None
+    assert (
+        sticky_choice(replace(owner, absent=True), "duplicate of contact #1", "available", MONDAY_NOON).decision is None
+    )

@@ -10,11 +10,12 @@ from sqlalchemy import select
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import LeadIn
 from leadflow.services import people
+from leadflow.services.batch import assign_backlog
 from leadflow.services.context import Leadflow
 from leadflow.services.explain import explain_lead
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import get_lead
-from leadflow.store.tables import contacts, managers, teams
+from leadflow.store.tables import assignments, contacts, leads, managers, teams
 from leadflow.store.team_state import load_team_state
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday, 12:00 in Kyiv
@@ -100,3 +101,48 @@ def test_explain_renders_a_summary_of_many_skipped(make_app: Callable[[str], Lea
     assert candidates[-1]["name"] == "13 skipped"
     assert candidates[-1]["skipped"]["absent"] == {"count": 12, "names": ["M0", "M1", "M2"]}
     assert candidates[-1]["skipped"]["on vacation"] == {"count": 1, "names": ["Anna"]}
+
+
+def _backlog_repeat_of_annas_client(lf: Leadflow) -> tuple[str | None, str]:
+    """A backlog lead of a client Anna works (an open lead of hers), routed by the batch."""
+    with lf.engine.begin() as conn:
+        anna = conn.execute(select(managers.c.id).where(managers.c.key == "anna")).scalar_one()
+        rows = [
+            {"channel": "web", "phone": "+380671234567", "manager_id": anna, "status": "assigned", "budget": 5000},
+            {"channel": "web", "phone": "+380671234567", "manager_id": None, "status": "new", "budget": 5000},
+        ]
+        for row in rows:
+            conn.execute(leads.insert().values(**row, utm={}, raw={}, created_at=NOW, updated_at=NOW, sla_hops=0))
+        waiting = conn.execute(select(leads.c.id).where(leads.c.status == "new")).scalar_one()
+    report = assign_backlog(lf, NOW)
+    with lf.engine.connect() as conn:
+        reason = conn.execute(
+            select(assignments.c.reason).where(assignments.c.lead_id == waiting, assignments.c.kind == "batch")
+        ).scalar_one()
+    return report.picks.get(waiting), reason
+
+
+def test_the_batch_keeps_the_owners_vacation_under_sticky_available(make_app: Callable[[str], Leadflow]) -> None:
+    pick, reason = _backlog_repeat_of_annas_client(app_with(make_app, "available"))
+    assert pick == "bohdan" and reason.startswith("rule 'all' matched")
+
+
+def test_the_batch_sends_to_the_owner_on_vacation_under_sticky_always(make_app: Callable[[str], Leadflow]) -> None:
+    pick, reason = _backlog_repeat_of_annas_client(app_with(make_app, "always"))
+    assert (pick, reason) == ("anna", "same client as lead 1; sent to the owner Anna (sticky: always)")
+
+
+def test_the_batch_routes_by_extra_fields_as_intake_does(make_app: Callable[[str], Leadflow]) -> None:
+    rules = RULES.replace("{sticky}", "available").replace(
+        "    - {key: all, team: sales, strategy: round_robin}",
+        "    - {key: partner, team: sales, managers: [chrystia], when: {extra.partner: acme}}\n"
+        "    - {key: all, team: sales, managers: [bohdan], strategy: round_robin}",
+    )
+    lf = make_app(rules)
+    with lf.engine.begin() as conn:
+        for i, raw in enumerate(({"partner": "acme"}, {"extra": {"partner": "ACME"}}, {})):
+            conn.execute(leads.insert().values(channel="web", phone=f"+38067123456{i}", status="new", budget=5000,
+                                               utm={}, raw=raw, created_at=NOW, updated_at=NOW, sla_hops=0))  # fmt: skip
+        ids = conn.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
+    report = assign_backlog(lf, NOW)
+    assert [report.picks[i] for i in ids] == ["chrystia", "chrystia", "bohdan"]
