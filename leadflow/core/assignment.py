@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from ortools.graph.python import min_cost_flow
+from ortools.graph.python import max_flow, min_cost_flow
 
 _SOURCE, _SINK = 0, 1
 
@@ -55,6 +55,44 @@ class Placement:
     @property
     def placed(self) -> int:
         return len(self.managers)
+
+
+def placeable(wants: Sequence[Want], room: Mapping[str, int]) -> int:
+    """How many of `wants` can be placed at all: a plain maximum flow (no order, no picks), over groups of leads
+    with the same eligible managers. Several times cheaper than place(), for asking whether some lead would be
+    left out."""
+    sizes: dict[frozenset[str], int] = {}
+    seen: dict[tuple[str, ...], frozenset[str]] = {}
+    for w in wants:
+        group = seen.get(w.eligible)
+        if group is None:
+            group = seen[w.eligible] = frozenset(k for k in w.eligible if room.get(k, 0) > 0)
+        if group:
+            sizes[group] = sizes.get(group, 0) + 1
+    keys = sorted({k for group in sizes for k in group})
+    if not keys:
+        return 0
+    node = {k: 2 + i for i, k in enumerate(keys)}
+    first_group = 2 + len(keys)
+    tails = [_SOURCE] * len(sizes)
+    heads = list(range(first_group, first_group + len(sizes)))
+    capacities = list(sizes.values())
+    for j, (group, n) in enumerate(sizes.items()):
+        for k in group:
+            tails.append(first_group + j)
+            heads.append(node[k])
+            capacities.append(n)
+    for k in keys:
+        tails.append(node[k])
+        heads.append(_SINK)
+        capacities.append(room[k])
+    flow = max_flow.SimpleMaxFlow()
+    flow.add_arcs_with_capacity(
+        np.array(tails, dtype=np.int32), np.array(heads, dtype=np.int32), np.array(capacities, dtype=np.int64)
+    )
+    if flow.solve(_SOURCE, _SINK) != flow.OPTIMAL:
+        raise RuntimeError("the maximum flow solver did not finish")
+    return int(flow.optimal_flow())
 
 
 def place(wants: Sequence[Want], room: Mapping[str, int]) -> Placement:

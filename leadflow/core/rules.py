@@ -268,7 +268,7 @@ def _match_one(have: object, want: ConditionValue | frozenset[object]) -> bool:
             return any(word.casefold() in text for word in want.contains)
         if have is None or isinstance(have, str):
             return False
-        number = Decimal(str(have))
+        number = have if type(have) is Decimal else Decimal(str(have))
         return (
             (want.gte is None or number >= want.gte)
             and (want.gt is None or number > want.gt)

@@ -54,7 +54,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from leadflow.core.assignment import Placement, Want, place
+from leadflow.core.assignment import Placement, Want, place, placeable
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
 from leadflow.core.routing import (
@@ -483,11 +483,11 @@ def _plan(
         if decision.manager_key is not None or any(c.eligible for c in (draft.eligible or decision).candidates):
             heads[client] = lead_id
         drafts.append(draft)
-    # Each lead starts with the eligible of the rule that decided it, and the flow is solved. If that strands a
-    # lead whose managers are all full, every lead is also given the managers of the rules routing would pass it
-    # on to (the next matching rules, the fallback), at a cost above any change within its own rule, and the flow
-    # is solved once more. So a lead goes to another rule's manager only where that places more leads, or more
-    # important ones; and at most two solves are needed.
+    # Each lead starts with the eligible of the rule that decided it. If some lead could then not be placed (all
+    # its managers full), every lead is also given the managers of the rules routing would pass it on to (the next
+    # matching rules, the fallback), at a cost above any change within its own rule. So a lead goes to another
+    # rule's manager only where that places more leads, or more important ones. A plain maximum flow answers the
+    # question; the flow with costs is solved once.
     reach: dict[int, _Reach] = {}
     firsts = _Firsts()
     for d in drafts:
@@ -496,8 +496,7 @@ def _plan(
             own = (kept[lead_id].key,) if lead_id in kept else None
             reach[lead_id] = _Reach(d, own if own else firsts.of(d), last=None if own else "")
     wants = [Want(i, r.found, kept[i].key if i in kept else r.draft.decision.manager_key) for i, r in reach.items()]
-    placement = place(wants, room)
-    if _stranded(reach, placement, room):
+    if placeable(wants, room) < sum(1 for w in wants if w.eligible):  # some lead would be left with all full
         expand = _Expand(again, start)
         for n, r in enumerate(reach.values()):
             first = len(r.found)
@@ -506,17 +505,8 @@ def _plan(
                 grown = True
             if grown:
                 wants[n] = dataclasses.replace(wants[n], eligible=r.found, own=first)
-        placement = place(wants, room)
+    placement = place(wants, room)
     return _explain(drafts, placement, state, room, clocks, partial(again.router.route, state=start))
-
-
-def _stranded(reach: Mapping[int, _Reach], placement: Placement, room: Mapping[str, int]) -> bool:
-    """Whether a lead is left out with every manager who may take it full (another rule might have room)."""
-    used: dict[str, int] = {}
-    for key in placement.managers.values():
-        used[key] = used.get(key, 0) + 1
-    filled = {k for k, n in room.items() if used.get(k, 0) >= n}
-    return any(r.found and i not in placement.managers and filled.issuperset(r.found) for i, r in reach.items())
 
 
 @dataclass(slots=True)

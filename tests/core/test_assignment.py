@@ -8,6 +8,7 @@ import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow.core import assignment
 from leadflow.core.assignment import Want, place
 
 KEYS = ("a", "b", "c", "d", "e")
@@ -52,7 +53,7 @@ def test_place_is_a_maximum_flow_that_prefers_the_first_leads_and_the_picks(
 ) -> None:
     wants, room = case
     result = place(wants, room)
-    assert result.placed == placeable(wants, room)
+    assert result.placed == placeable(wants, room) == assignment.placeable(wants, room)
     # Placeable sets of leads form a matroid, so the cheapest in batch order is the greedy one.
     assert set(result.managers) == greedy(wants, room)
     by_ref = {w.ref: w for w in wants}

@@ -25,7 +25,11 @@ def smooth_weighted(
         weight = weights[m.key]
         new[m.key] = new.get(m.key, 0.0) + weight
         total += weight
-    pick = max(eligible, key=lambda m: new[m.key])  # max() keeps the first on ties: the rotation order
+    pick = eligible[0]
+    best = new[pick.key]
+    for m in eligible:  # the first of the richest: the rotation order on ties
+        if new[m.key] > best:
+            pick, best = m, new[m.key]
     new[pick.key] -= total
     # Only the eligible's credits moved; the others keep the (rounded) values they were stored with.
     for m in eligible:
@@ -58,7 +62,7 @@ class Weighted(Strategy):
         pool = turn.pool
         eligible = [pool[i] for i in turn.eligible]
         chosen, credits = smooth_weighted(eligible, turn.weights, turn.credit)
-        index = turn.eligible[eligible.index(chosen)]
+        index = next(i for i in turn.eligible if pool[i] is chosen)  # by identity: == compares every field
         weight = turn.weights[chosen.key]
         how = f"{self.words} among {len(eligible)} eligible ({chosen.name}'s {self.what} {weight:.2f})"
         return Pick(index, how, credits)
