@@ -269,16 +269,27 @@ def assign_backlog(
         raise InvalidInput.one("order", str(e)) from None
     started = time.perf_counter()
     report = BatchReport(dry_run=dry_run)
+    with _gc_paused():
+        _run(app, now, report, dry_run=dry_run, chunk=chunk, limit=limit, keys=keys, progress=progress)
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def _run(
+    app: Leadflow, now: datetime, report: BatchReport, *, dry_run: bool, chunk: int, limit: int | None,
+    keys: Sequence[tuple[str, bool]], progress: Callable[[int], None] | None,
+) -> None:  # fmt: skip
+    """assign_backlog's work: read, plan, then write chunk by chunk, filling in `report`."""
+    rules = app.rules
     clocks = _Clocks(rules, now)
     # The rotation pointers of every rule are a few rows; reading them all keeps this independent of the leads.
     rule_keys = [r.key for r in rules.routing.rules] + [FALLBACK]
     team_keys = _routing_teams(rules)
-    with _gc_paused():
-        with app.engine.connect().execution_options(**READ_ONLY) as conn:
-            queue = _read_queue(conn, keys, limit, rules)
-            state = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
-            owned = _owners(conn, queue, state)
-        plans = _plan(queue, owned, Router(rules, now), state, clocks, chunk)
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        queue = _read_queue(conn, keys, limit, rules)
+        state = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
+        owned = _owners(conn, queue, state)
+    plans = _plan(queue, owned, Router(rules, now), state, clocks, chunk)
     chunks = [plans[i : i + chunk] for i in range(0, len(plans), chunk)]
     for n, part in enumerate(chunks):
         if dry_run:
@@ -292,10 +303,9 @@ def assign_backlog(
                 report.skipped += len(part) - len(still_queued)
                 lock_teams(conn, team_keys)
                 fresh = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
-                with _gc_paused():
-                    checked = _within_caps(still_queued, fresh)
-                    _write(conn, app, checked, now=now)
-                    _tally(report, checked)
+                checked = _within_caps(still_queued, fresh)
+                _write(conn, app, checked, now=now)
+                _tally(report, checked)
                 report.chunks += 1
                 if n == len(chunks) - 1:
                     _write_run_event(conn, report, now)
@@ -303,20 +313,18 @@ def assign_backlog(
             report.chunks += 1
         if progress is not None:
             progress(len(part))
-    report.elapsed = time.perf_counter() - started
-    return report
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the queue is read, or one chunk is decided and written.
+    """No cyclic garbage collection during a run.
 
-    A chunk allocates tens of thousands of short-lived objects (decisions, candidates, their rows). None of them
-    form cycles, so reference counting frees them. Their allocation count still sets off collections, and the full
-    ones scan the whole long-lived heap each time. That was a fifth of a run's CPU. The pause lasts one chunk (500
-    leads: tens of milliseconds), and collection resumes between chunks. The queue is read paused too: otherwise
-    the collections that followed each pause went through all of it (3% of a run). If the collector was already
-    off (another batch in this process, or the host application), it stays off.
+    A run allocates tens of thousands of short-lived objects per chunk (decisions, candidates, their rows), and
+    keeps the plan of every lead until its chunk is written. None of them form cycles, so reference counting frees
+    them. Their allocation count still sets off collections, and the full ones scan the whole long-lived heap
+    (the run's plans, and whatever the host process holds) each time: a fifth of a run's CPU when paused per chunk
+    only, and more in a process with a large heap. Collection resumes when the run ends. If the collector was
+    already off (another batch in this process, or the host application), it stays off.
     """
     was_enabled = gc.isenabled()
     gc.disable()
