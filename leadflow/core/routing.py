@@ -654,40 +654,59 @@ _NAMES_PER_VERDICT = 3
 
 
 def stored_candidates(
-    candidates: tuple[Candidate, ...] | list[Candidate],
-    known: dict[int, tuple[Candidate, dict[str, Any]]] | None = None,
+    candidates: tuple[Candidate, ...] | list[Candidate], store: CandidateStore | None = None
 ) -> list[dict[str, Any]]:
     """The candidates as an assignment keeps them: every eligible one in full, and the skipped in full while they
     are few, else one closing entry that counts them per verdict with a few names ("40 skipped: 31 off-shift
     (Olena, Taras, Ivan, ...); 9 at capacity (...)"). What is stored grows with the eligible, not with the team.
 
-    `known` lets many decisions that share candidate records (a batch's router makes each once) share their
-    entries too: id(candidate) -> (it, its entry); the entries are read, never changed, by whoever stores them.
+    `store` lets many decisions that share candidate records (a batch's router makes each once) share what is
+    stored of them too; the entries are read, never changed, by whoever stores them.
     """
-    skipped = len(candidates) - sum(1 for c in candidates if c.eligible)
-    kept = candidates if skipped <= SKIPPED_IN_FULL else [c for c in candidates if c.eligible]
-    if known is None:
-        rows = [_candidate_entry(c) for c in kept]
-    else:
+    skipped = [c for c in candidates if not c.eligible]
+    if len(skipped) <= SKIPPED_IN_FULL:
+        return [_candidate_entry(c) for c in candidates] if store is None else store.entries(candidates)
+    eligible = [c for c in candidates if c.eligible]
+    if store is None:
+        return [*map(_candidate_entry, eligible), _skipped_entry(skipped)]
+    return [*store.entries(eligible), store.skipped(skipped)]
+
+
+class CandidateStore:
+    """What stored_candidates makes of candidate records, made once per record (and per set of skipped ones)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Candidate, dict[str, Any]]] = {}  # id(candidate) -> (it, its entry)
+        self._skipped: dict[tuple[int, ...], tuple[list[Candidate], dict[str, Any]]] = {}
+
+    def entries(self, candidates: tuple[Candidate, ...] | list[Candidate]) -> list[dict[str, Any]]:
         rows = []
-        for c in kept:
-            found = known.get(id(c))
-            if found is None:
-                found = known[id(c)] = (c, _candidate_entry(c))  # holding c keeps its id
-            rows.append(found[1])
-    if skipped > SKIPPED_IN_FULL:
-        verdicts: dict[str, dict[str, Any]] = {}
         for c in candidates:
-            if not c.eligible:
-                entry = verdicts.setdefault(_verdict_kind(c.name, c.why), {"count": 0, "names": []})
-                entry["count"] += 1
-                if len(entry["names"]) < _NAMES_PER_VERDICT:
-                    entry["names"].append(c.name)
-        parts = [f"{v['count']} {kind} ({', '.join(v['names'])}{', ...' if v['count'] > len(v['names']) else ''})"
-                 for kind, v in sorted(verdicts.items(), key=lambda kv: -kv[1]["count"])]  # fmt: skip
-        rows.append({"key": None, "name": f"{skipped} skipped", "eligible": False, "why": "; ".join(parts),
-                     "load": None, "capacity": None, "inputs": {}, "skipped": verdicts})  # fmt: skip
-    return rows
+            found = self._entries.get(id(c))
+            if found is None:
+                found = self._entries[id(c)] = (c, _candidate_entry(c))  # holding c keeps its id
+            rows.append(found[1])
+        return rows
+
+    def skipped(self, skipped: list[Candidate]) -> dict[str, Any]:
+        key = tuple(map(id, skipped))
+        found = self._skipped.get(key)
+        if found is None:
+            found = self._skipped[key] = (skipped, _skipped_entry(skipped))  # holding them keeps their ids
+        return found[1]
+
+
+def _skipped_entry(skipped: list[Candidate]) -> dict[str, Any]:
+    verdicts: dict[str, dict[str, Any]] = {}
+    for c in skipped:
+        entry = verdicts.setdefault(_verdict_kind(c.name, c.why), {"count": 0, "names": []})
+        entry["count"] += 1
+        if len(entry["names"]) < _NAMES_PER_VERDICT:
+            entry["names"].append(c.name)
+    parts = [f"{v['count']} {kind} ({', '.join(v['names'])}{', ...' if v['count'] > len(v['names']) else ''})"
+             for kind, v in sorted(verdicts.items(), key=lambda kv: -kv[1]["count"])]  # fmt: skip
+    return {"key": None, "name": f"{len(skipped)} skipped", "eligible": False, "why": "; ".join(parts),
+            "load": None, "capacity": None, "inputs": {}, "skipped": verdicts}  # fmt: skip
 
 
 def _candidate_entry(c: Candidate) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
 from leadflow.core.routing import (
     FALLBACK,
-    Candidate,
+    CandidateStore,
     Decision,
     LiveState,
     ManagerState,
@@ -776,7 +776,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
     timer_rows: list[dict[str, Any]] = []
     load: dict[int, tuple[int, Decimal]] = {}
     pointers: dict[str, tuple[str, Mapping[str, float] | None]] = {}
-    entries: dict[int, tuple[Candidate, dict[str, Any]]] = {}  # the chunk's candidate records, each stored once
+    store = CandidateStore()  # the chunk's candidate records, each stored once
     for p in plans:
         d = p.decision
         if d.manager_id is None or d.manager_key is None:
@@ -787,7 +787,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
         lead_rows.append({"b_id": lead_id, "b_manager_id": d.manager_id, "b_now": now,
                           "b_sla_state": columns["sla_state"], "b_sla_due_at": columns["sla_due_at"],
                           "b_rule_key": columns["rule_key"]})  # fmt: skip
-        assignment_rows.append(assignment_row(lead_id, d, KIND, now, entries))
+        assignment_rows.append(assignment_row(lead_id, d, KIND, now, store))
         event_rows.append(decision_event(lead_id, d, now))
         if p.clock is not None and p.owner is not None:
             timer_rows.append(timer_row(lead_id, p.clock, p.owner, d.rule_key, now))

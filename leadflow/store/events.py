@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from leadflow.core.routing import Candidate, Decision, stored_candidates
+from leadflow.core.routing import CandidateStore, Decision, stored_candidates
 from leadflow.store.fast import Fast
 from leadflow.store.tables import assignments, events
 
@@ -27,10 +27,9 @@ def append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def assignment_row(
-    lead_id: int, decision: Decision, kind: str, at: datetime,
-    known: dict[int, tuple[Candidate, dict[str, Any]]] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """The assignments row of a decision: who, by which rule, why, and the candidates with their verdicts (`known`:
+    lead_id: int, decision: Decision, kind: str, at: datetime, store: CandidateStore | None = None
+) -> dict[str, Any]:
+    """The assignments row of a decision: who, by which rule, why, and the candidates with their verdicts (`store`:
     see stored_candidates)."""
     return {
         "lead_id": lead_id,
@@ -40,7 +39,7 @@ def assignment_row(
         "strategy": decision.strategy,
         "reason": decision.reason,
         # Full entries for the eligible, a summary of the skipped when they are many (routing.stored_candidates).
-        "candidates": stored_candidates(decision.candidates, known),
+        "candidates": stored_candidates(decision.candidates, store),
         "at": at,
     }
 
