@@ -178,7 +178,7 @@ def serve(
         from leadflow.services.health import check_notifications
 
         _warn_about_notifications(check_notifications(lf))
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log)
 
 
 @app.command("worker")

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     port: int = 8000
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description="LEADFLOW_NOTIFY__SMTP_HOST and so on.")
     worker_poll_seconds: float = Field(0.25, gt=0, le=5, description="Longest sleep of the worker between looks.")
+    access_log: bool = Field(
+        False, description="Log every HTTP request (the reverse proxy in front usually does; costs ~0.15 ms each)."
+    )
 
     @field_validator("form_redirect_hosts", mode="before")
     @classmethod

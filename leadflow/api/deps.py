@@ -10,12 +10,14 @@ from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
 
 
-def _app(request: Request) -> Leadflow:
+# async: a plain look-up, answered on the event loop. A sync dependency would cost a hop to the thread pool and
+# back on every request.
+async def _app(request: Request) -> Leadflow:
     app: Leadflow = request.app.state.leadflow
     return app
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,39 @@ def win_prediction(bind: Engine | Connection, lead: CleanLead) -> tuple[float, l
     return prediction.probability, prediction.factors_json()
 
 
-def predictor(engine: Engine) -> Callable[[CleanLead], tuple[float, list[dict[str, Any]]] | None]:
-    """win_prediction bound to a database, for Leadflow.predict (it reads on a connection of its own)."""
-    return partial(win_prediction, engine)
+class Predictor:
+    """win_prediction bound to a database, for Leadflow.predict, with the active model held in the process.
+
+    Looking the model up costs a query and a pooled connection; doing it for every lead was a tenth of intake's
+    time. The model is looked up again at most every `refresh_seconds` (a model trained by `leadflow train` in
+    another process is in use within that time) and at once after refresh(), which training in this process calls.
+    """
+
+    def __init__(self, engine: Engine, refresh_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.engine = engine
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        self._model: WinModel | None = None
+        self._checked: float | None = None
+
+    def refresh(self) -> None:
+        self._checked = None
+
+    def model(self) -> WinModel | None:
+        now = self.clock()
+        if self._checked is None or now - self._checked >= self.refresh_seconds:
+            self._model = active_model(self.engine)
+            self._checked = now
+        return self._model
+
+    def __call__(self, lead: CleanLead) -> tuple[float, list[dict[str, Any]]] | None:
+        model = self.model()
+        if model is None:
+            return None
+        prediction = model.predict(lead)
+        return prediction.probability, prediction.factors_json()
+
+
+def predictor(engine: Engine) -> Predictor:
+    """The predictor Leadflow.predict holds for a database."""
+    return Predictor(engine)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import CleanLead, LeadIn
@@ -18,6 +18,7 @@ from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import set_status
 from leadflow.services.training import (
+    Predictor,
     active_model,
     closed_history,
     predictor,
@@ -129,6 +130,32 @@ def test_intake_scores_new_leads_with_the_active_model(lf: Leadflow) -> None:
     assert row["win_probability"] == pytest.approx(report.model.probability(CleanLead(
         channel="referral", phone="+380501112233", phone_type="mobile")))  # fmt: skip
     assert any(f["feature"] == "channel=referral" and f["contribution"] > 0 for f in row["win_factors"])
+
+
+def test_the_predictor_holds_the_model_and_looks_again_after_a_while(lf: Leadflow) -> None:
+    now = [100.0]
+    held = Predictor(lf.engine, refresh_seconds=5.0, clock=lambda: now[0])
+    lead = CleanLead(channel="referral", budget=None)
+    queries: list[str] = []
+    listen = lambda *args: queries.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
+    event.listen(lf.engine, "before_cursor_execute", listen)
+    try:
+        assert held(lead) is None
+        assert held(lead) is None and len(queries) == 1  # no model yet, and asked once
+        close_leads(lf, history_leads(120))
+        report = train_and_store(lf.engine, lf.rules, NOW)
+        queries.clear()
+        now[0] += 4.9
+        assert held(lead) is None and not queries  # trained by someone else: noticed after the refresh time
+        now[0] += 0.2
+        assert held(lead) == (report.model.probability(lead), report.model.predict(lead).factors_json())
+        assert len(queries) == 2  # the active model's id, then the model once
+        queries.clear()
+        assert held(lead) is not None and not queries
+        held.refresh()
+        assert held(lead) is not None and len(queries) == 1  # asked again at once, the parsed model reused
+    finally:
+        event.remove(lf.engine, "before_cursor_execute", listen)
 
 
 def test_too_little_history_is_refused_with_what_to_do(lf: Leadflow) -> None:
