@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import RulesError, parse_rules
 from leadflow.services.context import Leadflow, utcnow
@@ -11,6 +13,7 @@ from leadflow.services.training import predictor
 from leadflow.settings import Settings
 from leadflow.store.db import make_engine, migrate
 from leadflow.store.team_state import apply_rules_people
+from leadflow.store.writer import GroupWriter
 
 
 def read_rules(path: Path) -> RulesFile:
@@ -21,13 +24,21 @@ def read_rules(path: Path) -> RulesFile:
     return parse_rules(text, str(path))
 
 
-def open_app(settings: Settings, *, migrate_schema: bool = True) -> Leadflow:
+def open_app(settings: Settings, *, migrate_schema: bool = True, serving: bool = False) -> Leadflow:
+    """The Leadflow the settings describe. `serving`: this process serves intake over HTTP (`leadflow serve`), so
+    on SQLite its writes go through one group writer (see store/writer.py)."""
     rules = read_rules(settings.rules)
     if migrate_schema:
         migrate(settings.database_url)
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     with engine.begin() as conn:
         apply_rules_people(conn, rules, utcnow())
-    return Leadflow(
-        engine=engine, rules=rules, notify=settings.notify, base_url=settings.public_url, predict=predictor(engine)
-    )
+    return assemble(engine, rules, settings, serving=serving)
+
+
+def assemble(engine: Engine, rules: RulesFile, settings: Settings, *, serving: bool) -> Leadflow:
+    """The Leadflow for an engine and rules, as open_app builds it (benchmarks build theirs here too, so that they
+    measure what runs)."""
+    writer = GroupWriter(engine).start() if serving and engine.dialect.name == "sqlite" else None
+    return Leadflow(engine=engine, rules=rules, notify=settings.notify, base_url=settings.public_url,
+                    predict=predictor(engine), writer=writer)  # fmt: skip

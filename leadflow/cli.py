@@ -161,7 +161,7 @@ def serve(
     settings = _settings(rules, database)
     if host or port:
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    lf = open_app(settings)
+    lf = open_app(settings, serving=True)
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
     console.print(f"  API:  {url}/api/v1/leads    docs: {url}/docs")

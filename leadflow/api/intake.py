@@ -21,7 +21,7 @@ from leadflow.core.lead import LeadIn, read_lead
 from leadflow.core.text import read_json
 from leadflow.services.context import utcnow
 from leadflow.services.explain import dry_run
-from leadflow.services.intake import Intake, receive
+from leadflow.services.intake import Intake, receive_async
 from leadflow.web.i18n import pick_language
 from leadflow.web.pages import form_page, thanks_page
 
@@ -186,8 +186,8 @@ async def post_lead(
     except UnsupportedType as exc:
         return _unsupported(exc)
     try:
-        result = await run_in_threadpool(receive, app, body.data, utcnow(), idempotency_key=idempotency_key,
-                                         problems=body.problems)  # fmt: skip
+        result = await receive_async(app, body.data, utcnow(), idempotency_key=idempotency_key,
+                                     problems=body.problems)  # fmt: skip
     except InvalidInput as exc:
         if _wants_page(request, body):
             return _refusal_page(request, body, settings, exc)

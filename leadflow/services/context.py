@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from anyio import to_thread
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig
 from leadflow.core.lead import CleanLead
 from leadflow.core.rules import RulesFile
+from leadflow.store.writer import GroupWriter
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -22,6 +27,22 @@ class Leadflow:
     base_url: str = "http://127.0.0.1:8000"
     # The trained win-probability model, when there is one: lead -> (probability, its top factors).
     predict: Callable[[CleanLead], tuple[float, list[dict[str, Any]]] | None] | None = None
+    # SQLite's group writer, when this process serves intake (see store/writer.py); None: a transaction each.
+    writer: GroupWriter | None = None
+
+    def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` inside a write transaction, committed before this returns: on the group writer if there is
+        one, else in a transaction of its own."""
+        if self.writer is not None:
+            return self.writer.run(work)
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    async def transaction_async(self, work: Callable[[Connection], T]) -> T:
+        """transaction(), awaited: the writer's queue, or a thread of the pool."""
+        if self.writer is not None:
+            return await self.writer.run_async(work)
+        return await to_thread.run_sync(self.transaction, work)
 
     def link(self, lead_id: int) -> str:
         return f"{self.base_url}/api/v1/leads/{lead_id}"

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+from anyio import to_thread
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -95,25 +96,78 @@ def take_lead(
 
     A lead with any usable way to reach the client is kept, with what was wrong in it named in its `problems`.
     """
-    clean = clean_lead(lead_in, app.rules.default_region, problems)
-    check_usable(lead_in, clean, app.rules)  # raises InvalidInput before anything is written
-    # Predicted before the transaction: the model is read on its own connection, never two held at once.
-    prediction = app.predict(clean) if app.predict is not None and app.rules.scoring.predictive else None
-    payload = raw if raw is not None else lead_in.model_dump(mode="json", exclude_none=True)
-    request = Request(idempotency_key, fingerprint(payload))
+    work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems)
     try:
-        with app.engine.begin() as conn:
-            existing = _find_delivery(conn, clean, request)
-            if existing is not None:
-                return existing
-            return _take(app, conn, clean, payload, request, now, prediction)
+        return app.transaction(work)
     except IntegrityError:
-        # A concurrent delivery of the same lead committed first (PostgreSQL): answer with that one.
-        with app.engine.connect() as conn:
-            existing = _find_delivery(conn, clean, request)
+        existing = work.taken_meanwhile(app)
         if existing is None:
             raise
         return existing
+
+
+async def take_lead_async(
+    app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
+    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
+) -> Intake:  # fmt: skip
+    """take_lead() for the HTTP layer: the lead is read and cleaned on the event loop, and the transaction runs on
+    SQLite's writer (no thread waits for it) or, on PostgreSQL, on a thread of the pool."""
+    work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems)
+    try:
+        return await app.transaction_async(work)
+    except IntegrityError:
+        existing = await to_thread.run_sync(work.taken_meanwhile, app)
+        if existing is None:
+            raise
+        return existing
+
+
+async def receive_async(
+    app: Leadflow, data: Mapping[str, Any], now: datetime, *, idempotency_key: str | None = None,
+    problems: Sequence[FieldProblem] = (),
+) -> Intake:  # fmt: skip
+    """receive() for the HTTP layer (see take_lead_async)."""
+    lead_in, found, payload = read_lead(data)
+    return await take_lead_async(app, lead_in, now, raw=payload, idempotency_key=idempotency_key,
+                                 problems=[*problems, *found])  # fmt: skip
+
+
+def prepare_lead(
+    app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
+    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
+) -> TakeLead:  # fmt: skip
+    """Everything before the transaction: clean, check, predict, fingerprint. Raises InvalidInput before anything
+    is written."""
+    clean = clean_lead(lead_in, app.rules.default_region, problems)
+    check_usable(lead_in, clean, app.rules)
+    # Predicted before the transaction: the model is read on its own connection, never two held at once.
+    prediction = app.predict(clean) if app.predict is not None and app.rules.scoring.predictive else None
+    payload = raw if raw is not None else lead_in.model_dump(mode="json", exclude_none=True)
+    return TakeLead(app, clean, payload, Request(idempotency_key, fingerprint(payload)), now, prediction)
+
+
+@dataclass(frozen=True, slots=True)
+class TakeLead:
+    """The transaction that takes a prepared lead: called with the connection, inside the transaction."""
+
+    app: Leadflow
+    clean: CleanLead
+    payload: dict[str, Any]
+    request: Request
+    now: datetime
+    prediction: tuple[float, list[dict[str, Any]]] | None
+
+    def __call__(self, conn: Connection) -> Intake:
+        existing = _find_delivery(conn, self.clean, self.request)
+        if existing is not None:
+            return existing
+        return _take(self.app, conn, self.clean, self.payload, self.request, self.now, self.prediction)
+
+    def taken_meanwhile(self, app: Leadflow) -> Intake | None:
+        """After a unique-key conflict: the concurrent delivery of the same lead that committed first, if that is
+        what it was (PostgreSQL)."""
+        with app.engine.connect() as conn:
+            return _find_delivery(conn, self.clean, self.request)
 
 
 @dataclass(frozen=True, slots=True)

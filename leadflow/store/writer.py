@@ -1,0 +1,143 @@
+"""One writer for SQLite: transactions queue in arrival order and commit in small groups.
+
+SQLite lets one connection write at a time. When every request opens its own write transaction, the others wait
+for the lock by sleeping and trying again (the busy handler), so under load who gets the lock next is a lottery and
+the slowest requests wait seconds. Here one thread owns a write connection. Work is queued (first in, first out);
+the thread takes everything that is waiting, up to `max_group`, and runs each piece in its own savepoint inside one
+transaction, then commits once:
+
+* one piece that fails rolls back to its savepoint and fails alone; the others commit;
+* every piece is answered only after the commit that holds it: acknowledged means committed. A commit that fails
+  fails every piece of its group, none of which was answered, so a client's retry (same idempotency key) is safe;
+* a group costs one commit, and nobody polls for the lock: the wait is the queue.
+
+Readers keep their own connections (WAL lets them read while the writer writes). Other writers of the process
+(the worker, a batch run) still take the lock their usual way; the group holds it only while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    work: Callable[[Connection], T]
+    future: Future[T] | None = None  # a thread waits on it
+    loop: asyncio.AbstractEventLoop | None = None  # or a coroutine awaits this, resolved on its loop
+    waiter: asyncio.Future[T] | None = None
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+    def answer(self, ok: bool, value: Any) -> None:
+        if self.future is not None:
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+        elif self.loop is not None and self.waiter is not None:
+            self.loop.call_soon_threadsafe(_settle, self.waiter, ok, value)
+
+
+def _settle(waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if waiter.cancelled():  # the client went away; the work is committed (or not) all the same
+        return
+    if ok:
+        waiter.set_result(value)
+    else:
+        waiter.set_exception(value)
+
+
+_STOP = object()
+
+
+class GroupWriter:
+    """The process's SQLite writer: run(work) and run_async(work) give `work` a connection inside a transaction."""
+
+    def __init__(self, engine: Engine, *, max_group: int = 32) -> None:
+        self.engine = engine
+        self.max_group = max_group
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="leadflow-writer", daemon=True)
+        self._started = False
+        self.groups = 0  # how many transactions, and how many pieces of work, so far (health, benches)
+        self.pieces = 0
+
+    def start(self) -> GroupWriter:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in the next group and return what it returned once that group has committed."""
+        job: _Job[T] = _Job(work, future=Future())
+        self._queue.put(job)
+        assert job.future is not None
+        return job.future.result()
+
+    async def run_async(self, work: Callable[[Connection], T]) -> T:
+        """run(), awaited on the event loop: no thread of the pool waits for the commit."""
+        loop = asyncio.get_running_loop()
+        job: _Job[T] = _Job(work, loop=loop, waiter=loop.create_future())
+        self._queue.put(job)
+        assert job.waiter is not None
+        return await job.waiter
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        if self._started and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def _loop(self) -> None:
+        with self.engine.connect() as conn:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                stop = False
+                while len(group) < self.max_group:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        stop = True
+                        break
+                    group.append(more)
+                self._commit(conn, group)
+                if stop:
+                    return
+
+    def _commit(self, conn: Connection, group: list[_Job[Any]]) -> None:
+        try:
+            with conn.begin():
+                for job in group:
+                    try:
+                        with conn.begin_nested():
+                            job.outcome = (True, job.work(conn))
+                    except Exception as exc:  # this piece alone; its savepoint is rolled back
+                        job.outcome = (False, exc)
+        except Exception as exc:  # the commit (or the savepoint machinery) failed: nothing of the group is kept
+            log.exception("a group of %d writes failed to commit", len(group))
+            for job in group:
+                job.answer(False, exc)
+            return
+        self.groups += 1
+        self.pieces += len(group)
+        for job in group:
+            job.answer(*job.outcome)
