@@ -126,12 +126,18 @@ class GroupWriter:
     def _commit(self, conn: Connection, group: list[_Job[Any]]) -> None:
         try:
             with conn.begin():
+                # Savepoints straight on the driver's connection: through SQLAlchemy's nested transactions they
+                # cost a fifth of the writer's time. SQLAlchemy keeps its one transaction, the group's.
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
                 for job in group:
+                    raw.execute("SAVEPOINT piece")
                     try:
-                        with conn.begin_nested():
-                            job.outcome = (True, job.work(conn))
-                    except Exception as exc:  # this piece alone; its savepoint is rolled back
+                        job.outcome = (True, job.work(conn))
+                    except Exception as exc:  # this piece alone: back to its savepoint
+                        raw.execute("ROLLBACK TO piece")
                         job.outcome = (False, exc)
+                    raw.execute("RELEASE piece")
         except Exception as exc:  # the commit (or the savepoint machinery) failed: nothing of the group is kept
             log.exception("a group of %d writes failed to commit", len(group))
             for job in group:
