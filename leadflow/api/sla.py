@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from leadflow.api.deps import AppDep
 from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
@@ -17,10 +17,9 @@ from leadflow.api.schemas import Body
 from leadflow.core.fields import CleanText
 from leadflow.core.rules import Key
 from leadflow.services.context import utcnow
-from leadflow.services.sla import record_contact
+from leadflow.services.sla import list_breaches, record_contact
 from leadflow.store import outbox
 from leadflow.store.db import READ_ONLY
-from leadflow.store.tables import leads, managers
 from leadflow.store.tables import outbox as outbox_table
 
 router = APIRouter(prefix="/api/v1", tags=["sla"], route_class=LeadflowRoute)
@@ -58,34 +57,10 @@ def sla_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 @router.get("/sla/breaches", summary="Leads past their deadline, and leads that reached the end of a chain")
-def breaches(app: AppDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-    now = utcnow()
-    query = (
-        select(
-            leads.c.id,
-            leads.c.name,
-            leads.c.phone,
-            leads.c.status,
-            leads.c.sla_state,
-            leads.c.sla_due_at,
-            leads.c.sla_hops,
-            leads.c.created_at,
-            managers.c.key.label("manager"),
-        )
-        .outerjoin(managers, managers.c.id == leads.c.manager_id)
-        .where(
-            leads.c.first_contact_at.is_(None),
-            or_(leads.c.sla_state == "exhausted", (leads.c.sla_state == "running") & (leads.c.sla_due_at < now)),
-        )
-        .order_by(leads.c.created_at)
-        .limit(limit)
-    )
-    with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-    for r in rows:
-        r["kind"] = "chain_exhausted" if r["sla_state"] == "exhausted" else "overdue"
-        r["waiting_seconds"] = round((now - r["created_at"]).total_seconds())
-    return {"items": rows, "total": len(rows)}
+def breaches(app: AppDep, limit: int = Query(100, ge=1, le=1000), offset: Offset = 0) -> dict[str, Any]:
+    """Uncontacted leads whose chain ended first (oldest first), then those past their deadline (the longest past
+    it first). `total` counts all of them, whatever the page."""
+    return list_breaches(app, utcnow(), limit, offset)
 
 
 class OutboxMessageOut(BaseModel):

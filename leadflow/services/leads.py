@@ -87,8 +87,11 @@ def list_leads(app: Leadflow, f: LeadFilter, limit: int, offset: int) -> tuple[l
     check_filter(app, f)
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
         rows = conn.execute(_filtered(_LEAD_VIEW, f).order_by(leads.c.id.desc()).limit(limit).offset(offset))
-        count_query = select(func.count()).select_from(leads.outerjoin(managers, managers.c.id == leads.c.manager_id))
-        total = conn.execute(_filtered(count_query, f)).scalar_one()
+        # The join to managers only when the filter names a manager: counting through it read every lead twice.
+        counted = (
+            leads.join(managers, managers.c.id == leads.c.manager_id) if f.manager not in (None, "none") else leads
+        )
+        total = conn.execute(_filtered(select(func.count()).select_from(counted), f)).scalar_one()
         return [dict(r) for r in rows.mappings()], total
 
 

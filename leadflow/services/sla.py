@@ -553,3 +553,54 @@ def next_due_at(app: Leadflow) -> datetime | None:
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
         value: datetime | None = conn.execute(select(func.min(timers.c.due_at))).scalar()
     return value
+
+
+# Breaches. Two index range scans, each in the order it is listed in, so a page reads what it shows and no more;
+# the counts read the same indexes. A lead whose clock runs has had no first contact (the contact stops it), so the
+# overdue need no look at the lead itself; a chain that ended stays ended after a late contact, so those ask.
+_BREACH_COLUMNS = (
+    leads.c.id, leads.c.name, leads.c.phone, leads.c.status, leads.c.sla_state, leads.c.sla_due_at, leads.c.sla_hops,
+    leads.c.created_at, managers.c.key.label("manager"),
+)  # fmt: skip
+_EXHAUSTED = (leads.c.sla_state == "exhausted", leads.c.first_contact_at.is_(None))
+_OVERDUE = (leads.c.sla_state == "running", leads.c.sla_due_at < bindparam("now"))
+
+
+def _breach_page(where: tuple[Any, ...], order: Any) -> Any:
+    return (
+        select(*_BREACH_COLUMNS)
+        .outerjoin(managers, managers.c.id == leads.c.manager_id)
+        .where(*where)
+        .order_by(order, leads.c.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+_EXHAUSTED_PAGE = _breach_page(_EXHAUSTED, leads.c.created_at)
+_OVERDUE_PAGE = _breach_page(_OVERDUE, leads.c.sla_due_at)
+_EXHAUSTED_COUNT = select(func.count()).select_from(leads).where(*_EXHAUSTED)
+_OVERDUE_COUNT = select(func.count()).select_from(leads).where(*_OVERDUE)
+
+
+def list_breaches(app: Leadflow, now: datetime, limit: int, offset: int) -> dict[str, Any]:
+    """Leads nobody has contacted: those whose chain ended (oldest first), then those past their deadline (the
+    longest past it first). `total` is exact: every such lead, not the page."""
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        exhausted = int(conn.execute(_EXHAUSTED_COUNT).scalar_one())
+        overdue = int(conn.execute(_OVERDUE_COUNT, {"now": now}).scalar_one())
+        rows: list[Any] = []
+        if offset < exhausted:
+            rows += conn.execute(_EXHAUSTED_PAGE, {"limit": limit, "offset": offset}).all()
+        if len(rows) < limit:
+            rest = {"now": now, "limit": limit - len(rows), "offset": max(offset - exhausted, 0)}
+            rows += conn.execute(_OVERDUE_PAGE, rest).all()
+    items = [
+        {"id": r.id, "name": r.name, "phone": r.phone, "status": r.status, "sla_state": r.sla_state,
+         "sla_due_at": r.sla_due_at, "sla_hops": r.sla_hops, "created_at": r.created_at, "manager": r.manager,
+         "kind": "chain_exhausted" if r.sla_state == "exhausted" else "overdue",
+         "waiting_seconds": round((now - r.created_at).total_seconds())}
+        for r in rows
+    ]  # fmt: skip
+    return {"items": items, "total": exhausted + overdue, "chain_exhausted": exhausted, "overdue": overdue,
+            "limit": limit, "offset": offset}  # fmt: skip

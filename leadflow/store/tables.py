@@ -245,6 +245,7 @@ leads = Table(
     Index("ix_leads_manager_id_status", "manager_id", "status"),
     Index("ix_leads_created_at", "created_at"),
     Index("ix_leads_sla_state_sla_due_at", "sla_state", "sla_due_at"),
+    Index("ix_leads_sla_state_first_contact_created", "sla_state", "first_contact_at", "created_at"),
     Index("ix_leads_queue_created_at", "queue", "created_at"),
     *(
         Index(

@@ -85,6 +85,28 @@ def test_breaches_list_overdue_and_exhausted_leads(api: httpx.Client, lf: Leadfl
     assert by_id[overdue.lead_id]["waiting_seconds"] >= 7190
 
 
+def test_breaches_count_every_breach_and_page_through_them(api: httpx.Client, lf: Leadflow) -> None:
+    now = datetime.now(UTC)
+    base = now - timedelta(hours=3)
+    ended = [take_lead(lf, LeadIn(name=f"Ended {i}", phone=f"05012345{i:02d}"), base).lead_id for i in range(3)]
+    for minutes in (10, 21, 32):
+        assert escalate_due(lf, base + timedelta(minutes=minutes, seconds=30)) == 3
+    late = [take_lead(lf, LeadIn(name=f"Late {i}", phone=f"06712{i:05d}"), now - timedelta(minutes=200 - i)).lead_id
+            for i in range(130)]  # fmt: skip
+    r = api.post(f"/api/v1/leads/{ended[1]}/contact", json={"manager": "head"})  # the head calls after all
+    assert r.status_code == 200, r.text
+    first = api.get("/api/v1/sla/breaches", params={"limit": 50}).json()
+    assert (first["total"], first["chain_exhausted"], first["overdue"]) == (132, 2, 130)
+    assert [i["id"] for i in first["items"][:2]] == [ended[0], ended[2]]  # chain ended, oldest first
+    assert [i["id"] for i in first["items"][2:]] == late[:48]  # then the longest past the deadline
+    last = api.get("/api/v1/sla/breaches", params={"limit": 50, "offset": 100}).json()
+    assert last["total"] == 132 and [i["id"] for i in last["items"]] == late[98:]
+    owner = api.get(f"/api/v1/leads/{late[0]}").json()["manager"]["key"]
+    r = api.post(f"/api/v1/leads/{late[0]}/contact", json={"manager": owner})
+    assert r.status_code == 200, r.text
+    assert api.get("/api/v1/sla/breaches", params={"limit": 1}).json()["total"] == 131
+
+
 def test_dead_letters_are_visible_and_can_be_retried(api: httpx.Client, lf: Leadflow) -> None:
     now = datetime.now(UTC)
     with lf.engine.begin() as conn:
