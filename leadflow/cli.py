@@ -151,9 +151,13 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Also run the worker (deadlines, notifications) in this process.")
     ] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Serving processes (PostgreSQL); the worker still runs once.")
+    ] = 1,
 ) -> None:
     """Run the HTTP API (OpenAPI at /docs) and, by default, the worker, on the configured database."""
     import gc
+    import os
 
     import uvicorn
 
@@ -163,10 +167,16 @@ def serve(
     settings = _settings(rules, database)
     if host or port:
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    lf = open_app(settings, serving=True)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        # One process already keeps SQLite's one writer busy through its group writer; more processes would
+        # only take turns at the same lock, polling for it.
+        raise _fail("--workers needs PostgreSQL: SQLite has one writer, which one process keeps busy")
+    lf = open_app(settings, serving=workers == 1)
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
-    console.print(f"  API:  {url}/api/v1/leads    docs: {url}/docs")
+    console.print(
+        f"  API:  {url}/api/v1/leads    docs: {url}/docs" + (f"    {workers} processes" if workers > 1 else "")
+    )
     api = create_api(lf, settings)
     if worker:
         from leadflow.worker import Worker
@@ -180,6 +190,14 @@ def serve(
         from leadflow.services.health import check_notifications
 
         _warn_about_notifications(check_notifications(lf))
+    if workers > 1:
+        # The serving processes build their own apps from the same settings (leadflow/api/factory.py); this one
+        # supervises them and runs the worker, once for the host.
+        os.environ.update(LEADFLOW_DATABASE_URL=settings.database_url, LEADFLOW_RULES=str(settings.rules),
+                          LEADFLOW_HOST=settings.host, LEADFLOW_PORT=str(settings.port))  # fmt: skip
+        uvicorn.run("leadflow.api.factory:make_api", factory=True, workers=workers, host=settings.host,
+                    port=settings.port, log_level="info", access_log=settings.access_log)  # fmt: skip
+        return
     # Everything built so far (the rules, the app, the imported modules) lives as long as the process: out of the
     # collector's sight, a full collection walks only what requests make, which keeps its pauses out of the tail.
     gc.freeze()
