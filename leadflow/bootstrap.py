@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -12,7 +13,7 @@ from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.training import predictor
 from leadflow.settings import Settings
 from leadflow.store.db import make_engine, migrate
-from leadflow.store.team_state import apply_rules_people
+from leadflow.store.team_state import apply_rules_people, lock_teams
 from leadflow.store.writer import GroupWriter
 
 
@@ -26,7 +27,7 @@ def read_rules(path: Path) -> RulesFile:
 
 def open_app(settings: Settings, *, migrate_schema: bool = True, serving: bool = False) -> Leadflow:
     """The Leadflow the settings describe. `serving`: this process serves intake over HTTP (`leadflow serve`), so
-    on SQLite its writes go through one group writer (see store/writer.py)."""
+    intake's writes go through one group writer (see store/writer.py)."""
     rules = read_rules(settings.rules)
     if migrate_schema:
         migrate(settings.database_url)
@@ -39,6 +40,12 @@ def open_app(settings: Settings, *, migrate_schema: bool = True, serving: bool =
 def assemble(engine: Engine, rules: RulesFile, settings: Settings, *, serving: bool) -> Leadflow:
     """The Leadflow for an engine and rules, as open_app builds it (benchmarks build theirs here too, so that they
     measure what runs)."""
-    writer = GroupWriter(engine).start() if serving and engine.dialect.name == "sqlite" else None
+    writer = None
+    if serving:
+        # PostgreSQL: each group locks every team the rules route to, sorted, before its first piece; SQLite has
+        # one writer already.
+        teams = sorted({t.key for t in rules.teams})
+        opening = None if engine.dialect.name == "sqlite" else partial(lock_teams, team_keys=teams)
+        writer = GroupWriter(engine, opening=opening).start()
     return Leadflow(engine=engine, rules=rules, notify=settings.notify, base_url=settings.public_url,
                     predict=predictor(engine), writer=writer)  # fmt: skip

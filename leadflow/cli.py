@@ -171,7 +171,7 @@ def serve(
         # One process already keeps SQLite's one writer busy through its group writer; more processes would
         # only take turns at the same lock, polling for it.
         raise _fail("--workers needs PostgreSQL: SQLite has one writer, which one process keeps busy")
-    lf = open_app(settings, serving=workers == 1)
+    lf = open_app(settings, serving=workers == 1)  # with --workers, the serving processes have the writers
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
     console.print(

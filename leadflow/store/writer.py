@@ -1,8 +1,9 @@
-"""One writer for SQLite: transactions queue in arrival order and commit in small groups.
+"""One writer per process: intake's transactions queue in arrival order and commit in small groups.
 
 SQLite lets one connection write at a time. When every request opens its own write transaction, the others wait
 for the lock by sleeping and trying again (the busy handler), so under load who gets the lock next is a lottery and
-the slowest requests wait seconds. Here one thread owns a write connection. Work is queued (first in, first out);
+the slowest requests wait seconds. On PostgreSQL, routing holds its team's row lock until the commit, so one team's
+leads were taken one commit at a time, each waiting for the disk. Here one thread owns a write connection. Work is queued (first in, first out);
 the thread takes everything that is waiting, up to `max_group`, and runs each piece in its own savepoint inside one
 transaction, then commits once:
 
@@ -12,7 +13,10 @@ transaction, then commits once:
 * a group costs one commit, and nobody polls for the lock: the wait is the queue.
 
 Readers keep their own connections (WAL lets them read while the writer writes). Other writers of the process
-(the worker, a batch run) still take the lock their usual way; the group holds it only while it runs.
+(the worker, a batch run) still take the lock their usual way; the group holds it only while it runs. On
+PostgreSQL, a group takes every routing team's lock first, in one order (`opening`), and holds them to its commit:
+the serving processes take turns a group at a time, and two groups never wait for each other in a circle. A piece
+the server still picks to break a deadlock (two clients' locks) is run again in the next group.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class _Job(Generic[T]):
     loop: asyncio.AbstractEventLoop | None = None  # or a coroutine awaits this, resolved on its loop
     waiter: asyncio.Future[T] | None = None
     outcome: tuple[bool, Any] = field(default=(False, None))
+    tries: int = 0
 
     def answer(self, ok: bool, value: Any) -> None:
         if self.future is not None:
@@ -61,14 +66,25 @@ def _settle(waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 _STOP = object()
+_AGAIN = object()  # a piece's outcome: run it again in the next group
+_TRIES = 5
+
+
+def _transient(exc: Exception) -> bool:
+    """A deadlock or serialisation failure (PostgreSQL): nothing wrong with the piece, only its timing."""
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in ("40P01", "40001")
 
 
 class GroupWriter:
     """The process's SQLite writer: run(work) and run_async(work) give `work` a connection inside a transaction."""
 
-    def __init__(self, engine: Engine, *, max_group: int = 32) -> None:
+    def __init__(
+        self, engine: Engine, *, max_group: int = 32, opening: Callable[[Connection], None] | None = None
+    ) -> None:
         self.engine = engine
         self.max_group = max_group
+        self.opening = opening  # run first in every group's transaction (PostgreSQL: take the team locks in order)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="leadflow-writer", daemon=True)
         self._started = False
@@ -130,6 +146,8 @@ class GroupWriter:
                 # cost a fifth of the writer's time. SQLAlchemy keeps its one transaction, the group's.
                 raw = conn.connection.dbapi_connection
                 assert raw is not None
+                if self.opening is not None:
+                    self.opening(conn)
                 for job in group:
                     raw.execute("SAVEPOINT piece")
                     try:
@@ -137,6 +155,11 @@ class GroupWriter:
                     except Exception as exc:  # this piece alone: back to its savepoint
                         raw.execute("ROLLBACK TO piece")
                         job.outcome = (False, exc)
+                        if _transient(exc) and job.tries < _TRIES:
+                            # Another process's group held what this one waited for, and the server chose this
+                            # piece to break the circle: it goes again in the next group, after this one commits.
+                            job.tries += 1
+                            job.outcome = (False, _AGAIN)
                     raw.execute("RELEASE piece")
         except Exception as exc:  # the commit (or the savepoint machinery) failed: nothing of the group is kept
             log.exception("a group of %d writes failed to commit", len(group))
@@ -146,4 +169,7 @@ class GroupWriter:
         self.groups += 1
         self.pieces += len(group)
         for job in group:
-            job.answer(*job.outcome)
+            if job.outcome[1] is _AGAIN:
+                self._queue.put(job)
+            else:
+                job.answer(*job.outcome)
