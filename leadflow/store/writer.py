@@ -25,6 +25,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -119,27 +121,50 @@ class GroupWriter:
             self._thread.join()
 
     def _loop(self) -> None:
-        with self.engine.connect() as conn:
-            while True:
-                first = self._queue.get()
-                if first is _STOP:
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    while True:
+                        group, stop = self._take()
+                        if group and not self._commit(conn, group) and not stop:
+                            break  # the connection was lost with that group: a new one for the next
+                        if stop:
+                            return
+            except Exception as exc:  # the database cannot be reached: say so to whoever waits, and try again
+                log.exception("the writer could not reach the database; trying again in 1 s")
+                if self._fail_waiting(exc):
                     return
-                group = [first]
-                stop = False
-                while len(group) < self.max_group:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is _STOP:
-                        stop = True
-                        break
-                    group.append(more)
-                self._commit(conn, group)
-                if stop:
-                    return
+                time.sleep(1.0)
 
-    def _commit(self, conn: Connection, group: list[_Job[Any]]) -> None:
+    def _fail_waiting(self, exc: Exception) -> bool:
+        """Answer everything queued with the error; True when close() was asked for meanwhile."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is _STOP:
+                return True
+            job.answer(False, exc)
+
+    def _take(self) -> tuple[list[_Job[Any]], bool]:
+        """What is waiting, up to max_group (blocking for the first); and whether close() was asked for."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        group = [first]
+        while len(group) < self.max_group:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is _STOP:
+                return group, True
+            group.append(more)
+        return group, False
+
+    def _commit(self, conn: Connection, group: list[_Job[Any]]) -> bool:
+        """Run and commit one group, answer its pieces; False when the connection was lost with it."""
         try:
             with conn.begin():
                 # Savepoints straight on the driver's connection: through SQLAlchemy's nested transactions they
@@ -165,7 +190,7 @@ class GroupWriter:
             log.exception("a group of %d writes failed to commit", len(group))
             for job in group:
                 job.answer(False, exc)
-            return
+            return not (isinstance(exc, DBAPIError) and exc.connection_invalidated) and not conn.invalidated
         self.groups += 1
         self.pieces += len(group)
         for job in group:
@@ -173,3 +198,4 @@ class GroupWriter:
                 self._queue.put(job)
             else:
                 job.answer(*job.outcome)
+        return True

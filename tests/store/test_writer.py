@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,3 +136,26 @@ def test_intake_through_the_writer_keeps_idempotency_inside_a_group(engine: Engi
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(leads)).scalar_one() == 20
     app.writer.close()  # type: ignore[union-attr]
+
+
+def test_a_writer_whose_database_is_unreachable_answers_with_the_error_and_recovers(tmp_path: Path) -> None:
+    """Pieces waiting while the database cannot be opened fail at once (nobody hangs); later ones go through."""
+    target = tmp_path / "later" / "w.db"  # its folder does not exist yet: SQLite cannot open the file
+    engine = make_engine(f"sqlite:///{target}")
+    writer = GroupWriter(engine).start()
+    with pytest.raises(Exception, match="unable to open database file"):
+        writer.run(_insert(1))  # type: ignore[arg-type]
+    target.parent.mkdir()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE scratch (key TEXT PRIMARY KEY)"))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert writer.run(_insert(2)) == 2  # type: ignore[arg-type]
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+    assert _keys(engine) == {"t2"}
+    writer.close()
+    engine.dispose()
