@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from leadflow.channels.config import NotifyConfig, env_name
 from leadflow.channels.senders import DeliveryError, Sender
 from leadflow.core.messages import MessageTemplateError, RenderedMessage, normalize_language, render
-from leadflow.store.outbox import CHANNELS, OutboxMessage, claim_due, enqueue, mark_failed, mark_sent
+from leadflow.store.outbox import CHANNELS, OutboxMessage, any_due, claim_due, enqueue, mark_failed, mark_sent
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -94,6 +94,8 @@ def deliver_due(
     now decides what is due; outcomes are stamped with clock() when given (the worker passes its wall clock,
     so sent_at and backoff start when the send ended), otherwise with now.
     """
+    if engine.dialect.name == "sqlite" and not any_due(engine, now):
+        return DeliveryReport()  # look before taking SQLite's one write lock (see escalate_due)
     with engine.begin() as conn:
         batch = claim_due(
             conn, now, batch_size, lease or default_lease(config, batch_size), max_attempts=config.max_attempts

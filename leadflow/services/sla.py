@@ -402,6 +402,10 @@ def escalate_due(app: Leadflow, now: datetime, limit: int = 100) -> int:
     """Act on up to `limit` passed deadlines in one transaction; returns how many leads moved."""
     moved = 0
     rules = app.rules
+    if app.is_sqlite and not _anything_due(app, now):
+        # SQLite: look before taking the one write lock. An idle worker asking four times a second would take it
+        # from intake's writer each time, and a writer that finds it taken sleeps in SQLite's busy handler.
+        return 0
     with app.engine.begin() as conn:
         due = conn.execute(_DUE.where(timers.c.due_at <= now).limit(limit).with_for_update(skip_locked=True)).all()
         if not due:
@@ -546,6 +550,11 @@ def _escalate(
         "deadline": format_duration(policy.first_contact),
     }  # fmt: skip
     writes.messages.append((event_type, new_owner, context, team))
+
+
+def _anything_due(app: Leadflow, now: datetime) -> bool:
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        return conn.execute(select(timers.c.id).where(timers.c.due_at <= now).limit(1)).first() is not None
 
 
 def next_due_at(app: Leadflow) -> datetime | None:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Engine, Row, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig
 from leadflow.core.errors import Conflict, NotFound
+from leadflow.store.db import READ_ONLY
 from leadflow.store.tables import outbox
 
 __all__ = [
@@ -152,6 +153,13 @@ def collected(conn: Connection) -> Iterator[None]:
         del conn.info[_COLLECTED]
     if pending:
         conn.execute(_INSERT, pending)
+
+
+def any_due(engine: Engine, now: datetime) -> bool:
+    """Whether a message waits to be sent by now (a read: no lock taken)."""
+    with engine.connect().execution_options(**READ_ONLY) as conn:
+        query = select(outbox.c.id).where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now).limit(1)
+        return conn.execute(query).first() is not None
 
 
 def claim_due(
