@@ -37,6 +37,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.sla
 	$(BIN)/python -m bench.routing
+	$(BIN)/python -m bench.batch
+	$(BIN)/python -m bench.accounts
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.soak --minutes 10
 
 clean:
