@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from leadflow.core.lead import LeadIn
 from leadflow.services.context import Leadflow
-from leadflow.services.intake import take_lead, take_lead_async
+from leadflow.services.intake import IdempotencyKeyReused, take_lead, take_lead_async
 from leadflow.store.db import make_engine, migrate
 from leadflow.store.tables import leads
 from leadflow.store.writer import GroupWriter
@@ -133,6 +133,8 @@ def test_intake_through_the_writer_keeps_idempotency_inside_a_group(engine: Engi
     assert sum(a.created for a in answers) == 20  # type: ignore[attr-defined]
     again = take_lead(app, LeadIn(name="C3", phone="+380670000003"), NOW, idempotency_key="k3")
     assert (again.lead_id, again.created) == (ids[3], False)
+    with pytest.raises(IdempotencyKeyReused):  # refused inside its savepoint; the refusal reaches the caller
+        take_lead(app, LeadIn(name="Someone else", phone="+380501112233"), NOW, idempotency_key="k3")
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(leads)).scalar_one() == 20
     app.writer.close()  # type: ignore[union-attr]
