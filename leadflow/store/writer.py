@@ -2,10 +2,10 @@
 
 SQLite lets one connection write at a time. When every request opens its own write transaction, the others wait
 for the lock by sleeping and trying again (the busy handler), so under load who gets the lock next is a lottery and
-the slowest requests wait seconds. On PostgreSQL, routing holds its team's row lock until the commit, so one team's
-leads were taken one commit at a time, each waiting for the disk. Here one thread owns a write connection. Work is queued (first in, first out);
-the thread takes everything that is waiting, up to `max_group`, and runs each piece in its own savepoint inside one
-transaction, then commits once:
+the slowest requests wait seconds. On PostgreSQL, routing holds its team's row lock until the commit, so one
+team's leads were taken one commit at a time, each waiting for the disk. Here one thread owns a write connection.
+Work is queued (first in, first out); the thread takes everything that is waiting, up to `max_group`, and runs
+each piece in its own savepoint inside one transaction, then commits once:
 
 * one piece that fails rolls back to its savepoint and fails alone; the others commit;
 * every piece is answered only after the commit that holds it: acknowledged means committed. A commit that fails
@@ -55,7 +55,10 @@ class _Job(Generic[T]):
             else:
                 self.future.set_exception(value)
         elif self.loop is not None and self.waiter is not None:
-            self.loop.call_soon_threadsafe(_settle, self.waiter, ok, value)
+            try:
+                self.loop.call_soon_threadsafe(_settle, self.waiter, ok, value)
+            except RuntimeError:  # the event loop has closed (the server is stopping): nobody waits any more
+                pass
 
 
 def _settle(waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
