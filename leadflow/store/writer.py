@@ -22,6 +22,7 @@ the server still picks to break a deadlock (two clients' locks) is run again in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -55,10 +56,9 @@ class _Job(Generic[T]):
             else:
                 self.future.set_exception(value)
         elif self.loop is not None and self.waiter is not None:
-            try:
+            # An event loop that has closed (the server is stopping) has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(_settle, self.waiter, ok, value)
-            except RuntimeError:  # the event loop has closed (the server is stopping): nobody waits any more
-                pass
 
 
 def _settle(waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
