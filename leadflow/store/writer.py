@@ -93,6 +93,8 @@ class GroupWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="leadflow-writer", daemon=True)
         self._started = False
+        self._conn: Connection | None = None  # the writer's connection while it has one
+        self._busy = threading.Lock()  # held while a group runs, on the writer's thread or a caller's
         self.groups = 0  # how many transactions, and how many pieces of work, so far (health, benches)
         self.pieces = 0
 
@@ -103,10 +105,25 @@ class GroupWriter:
         return self
 
     def run(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in the next group and return what it returned once that group has committed."""
+        """Run `work` in the next group and return what it returned once that group has committed.
+
+        A caller that finds the writer idle (nothing queued, no group running) runs its work at once on the
+        writer's connection, as a group of one: the trip to the writer's thread and back cost a sequential caller
+        a fifth of its time. The writer's lock keeps the two from ever writing at the same time.
+        """
+        conn = self._conn
         job: _Job[T] = _Job(work, future=Future())
-        self._queue.put(job)
         assert job.future is not None
+        if conn is not None and self._queue.empty() and self._busy.acquire(blocking=False):
+            try:
+                ran = self._conn is conn and self._queue.empty()
+                if ran:
+                    self._commit(conn, [job])  # answers the job, or queues it again (a deadlock victim)
+            finally:
+                self._busy.release()
+            if ran:
+                return job.future.result()
+        self._queue.put(job)
         return job.future.result()
 
     async def run_async(self, work: Callable[[Connection], T]) -> T:
@@ -127,12 +144,18 @@ class GroupWriter:
         while True:
             try:
                 with self.engine.connect() as conn:
-                    while True:
-                        group, stop = self._take()
-                        if group and not self._commit(conn, group) and not stop:
-                            break  # the connection was lost with that group: a new one for the next
-                        if stop:
-                            return
+                    self._conn = conn
+                    try:
+                        while True:
+                            group, stop = self._take()
+                            with self._busy:
+                                kept = not group or self._commit(conn, group)
+                            if stop:
+                                return
+                            if not kept:
+                                break  # the connection was lost with that group: a new one for the next
+                    finally:
+                        self._conn = None
             except Exception as exc:  # the database cannot be reached: say so to whoever waits, and try again
                 log.exception("the writer could not reach the database; trying again in 1 s")
                 if self._fail_waiting(exc):
@@ -168,6 +191,8 @@ class GroupWriter:
 
     def _commit(self, conn: Connection, group: list[_Job[Any]]) -> bool:
         """Run and commit one group, answer its pieces; False when the connection was lost with it."""
+        if len(group) == 1:
+            return self._alone(conn, group[0])
         try:
             with conn.begin():
                 # Savepoints straight on the driver's connection: through SQLAlchemy's nested transactions they
@@ -183,11 +208,7 @@ class GroupWriter:
                     except Exception as exc:  # this piece alone: back to its savepoint
                         raw.execute("ROLLBACK TO piece")
                         job.outcome = (False, exc)
-                        if _transient(exc) and job.tries < _TRIES:
-                            # Another process's group held what this one waited for, and the server chose this
-                            # piece to break the circle: it goes again in the next group, after this one commits.
-                            job.tries += 1
-                            job.outcome = (False, _AGAIN)
+                        self._maybe_again(job, exc)
                     raw.execute("RELEASE piece")
         except Exception as exc:  # the commit (or the savepoint machinery) failed: nothing of the group is kept
             log.exception("a group of %d writes failed to commit", len(group))
@@ -202,3 +223,30 @@ class GroupWriter:
             else:
                 job.answer(*job.outcome)
         return True
+
+    def _alone(self, conn: Connection, job: _Job[Any]) -> bool:
+        """A group of one needs no savepoint: its transaction is the piece's, rolled back if the piece fails."""
+        try:
+            with conn.begin():
+                if self.opening is not None:
+                    self.opening(conn)
+                job.outcome = (True, job.work(conn))
+        except Exception as exc:  # the piece or its commit failed: nothing of it is kept
+            job.outcome = (False, exc)
+            self._maybe_again(job, exc)
+        else:
+            self.groups += 1
+            self.pieces += 1
+        if job.outcome[1] is _AGAIN:
+            self._queue.put(job)
+        else:
+            job.answer(*job.outcome)
+        return not conn.invalidated
+
+    @staticmethod
+    def _maybe_again(job: _Job[Any], exc: Exception) -> None:
+        if _transient(exc) and job.tries < _TRIES:
+            # Another process's group held what this one waited for, and the server chose this piece to break
+            # the circle: it goes again in the next group, after this one commits.
+            job.tries += 1
+            job.outcome = (False, _AGAIN)
