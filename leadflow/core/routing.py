@@ -417,8 +417,6 @@ class Router:
         # (id(state), id(target), verdict) -> candidate (the rank inputs depend on the target's strategy); the
         # state is held by _memo's entries, which are let go together with these
         self._made: dict[tuple[int, int, str], Candidate] = {}
-        # (id(target), id(state.managers)) -> (that mapping, the keys of the target's pool in it)
-        self._pools: dict[tuple[int, int], tuple[Mapping[str, ManagerState], list[str]]] = {}
 
     def route(self, lead: CleanLead, state: TeamState) -> Decision:
         return _route(lead, self.rules, state, self.now, self)
@@ -429,24 +427,13 @@ class Router:
             memo.clear()
         self._numbers.clear()
         self._made.clear()
-        self._pools.clear()
 
     def eligible(self, lead: CleanLead, pointer_key: str, target: Target, state: TeamState) -> list[str]:
         """Who may take the lead under this target on this state, in rotation order: the eligible of the target's
         turn in route(), without the pick."""
-        pool = _rotate(self._pool(target, state), state.rr_pointers.get(pointer_key))
+        pool = _rotate(_pool(target, state), state.rr_pointers.get(pointer_key))
         whys, _ = self._judge(pool, lead, target)
         return [m.key for m, why in zip(pool, whys, strict=True) if not why]
-
-    def _pool(self, target: Target, state: TeamState) -> list[ManagerState]:
-        """_pool(), with the members' keys remembered per target and state: a batch's states change only in loads
-        (LiveState replaces a manager's state in place, keeping the key and the team), so the members stay."""
-        managers = state.managers
-        known = self._pools.get((id(target), id(managers)))
-        if known is None:
-            keys = [m.key for m in _pool(target, state)]
-            known = self._pools[(id(target), id(managers))] = (managers, keys)  # holding it keeps its id
-        return [managers[k] for k in known[1]]
 
     def _number(self, m: ManagerState) -> int:
         """The same number for states of one manager that differ only in their load."""
@@ -532,8 +519,7 @@ def _turn(
     router: Router | None,
 ) -> TargetResult | tuple[Strategy, Turn, str]:  # fmt: skip
     """Filter the pool; a result when no one is eligible, else the strategy and its turn (and who was skipped)."""
-    pool = _rotate(_pool(target, state) if router is None else router._pool(target, state),
-                   state.rr_pointers.get(pointer_key))  # fmt: skip
+    pool = _rotate(_pool(target, state), state.rr_pointers.get(pointer_key))
     strategy = STRATEGIES[target.strategy]
     credit = state.credits.get(pointer_key, {})
     if router is None:

@@ -27,7 +27,7 @@ class Leadflow:
     base_url: str = "http://127.0.0.1:8000"
     # The trained win-probability model, when there is one: lead -> (probability, its top factors).
     predict: Callable[[CleanLead], tuple[float, list[dict[str, Any]]] | None] | None = None
-    # SQLite's group writer, when this process serves intake (see store/writer.py); None: a transaction each.
+    # The group writer, when this process serves intake (see store/writer.py); None: a transaction each.
     writer: GroupWriter | None = None
 
     def transaction(self, work: Callable[[Connection], T]) -> T:

@@ -99,11 +99,8 @@ def take_lead(
     work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems)
     try:
         return app.transaction(work)
-    except IntegrityError:
-        existing = work.taken_meanwhile(app)
-        if existing is None:
-            raise
-        return existing
+    except IntegrityError as exc:
+        return work.taken_meanwhile(exc)
 
 
 async def take_lead_async(
@@ -111,15 +108,12 @@ async def take_lead_async(
     idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
 ) -> Intake:  # fmt: skip
     """take_lead() for the HTTP layer: the lead is read and cleaned on the event loop, and the transaction runs on
-    SQLite's writer (no thread waits for it) or, on PostgreSQL, on a thread of the pool."""
+    the process's group writer (no thread waits for it) or, without one, on a thread of the pool."""
     work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems)
     try:
         return await app.transaction_async(work)
-    except IntegrityError:
-        existing = await to_thread.run_sync(work.taken_meanwhile, app)
-        if existing is None:
-            raise
-        return existing
+    except IntegrityError as exc:
+        return await to_thread.run_sync(work.taken_meanwhile, exc)
 
 
 async def receive_async(
@@ -163,11 +157,14 @@ class TakeLead:
             return existing
         return _take(self.app, conn, self.clean, self.payload, self.request, self.now, self.prediction)
 
-    def taken_meanwhile(self, app: Leadflow) -> Intake | None:
-        """After a unique-key conflict: the concurrent delivery of the same lead that committed first, if that is
-        what it was (PostgreSQL)."""
-        with app.engine.connect() as conn:
-            return _find_delivery(conn, self.clean, self.request)
+    def taken_meanwhile(self, conflict: IntegrityError) -> Intake:
+        """After a unique-key conflict: the concurrent delivery of the same lead that committed first (PostgreSQL);
+        the conflict itself when that is not what it was."""
+        with self.app.engine.connect() as conn:
+            existing = _find_delivery(conn, self.clean, self.request)
+        if existing is None:
+            raise conflict
+        return existing
 
 
 @dataclass(frozen=True, slots=True)

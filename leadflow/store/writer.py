@@ -82,7 +82,7 @@ def _transient(exc: Exception) -> bool:
 
 
 class GroupWriter:
-    """The process's SQLite writer: run(work) and run_async(work) give `work` a connection inside a transaction."""
+    """The process's intake writer: run(work) and run_async(work) give `work` a connection inside a transaction."""
 
     def __init__(
         self, engine: Engine, *, max_group: int = 32, opening: Callable[[Connection], None] | None = None
@@ -217,11 +217,7 @@ class GroupWriter:
             return not (isinstance(exc, DBAPIError) and exc.connection_invalidated) and not conn.invalidated
         self.groups += 1
         self.pieces += len(group)
-        for job in group:
-            if job.outcome[1] is _AGAIN:
-                self._queue.put(job)
-            else:
-                job.answer(*job.outcome)
+        self._answer(group)
         return True
 
     def _alone(self, conn: Connection, job: _Job[Any]) -> bool:
@@ -237,11 +233,16 @@ class GroupWriter:
         else:
             self.groups += 1
             self.pieces += 1
-        if job.outcome[1] is _AGAIN:
-            self._queue.put(job)
-        else:
-            job.answer(*job.outcome)
+        self._answer([job])
         return not conn.invalidated
+
+    def _answer(self, group: list[_Job[Any]]) -> None:
+        """Each piece its outcome, after the commit; a deadlock victim goes back in the queue instead."""
+        for job in group:
+            if job.outcome[1] is _AGAIN:
+                self._queue.put(job)
+            else:
+                job.answer(*job.outcome)
 
     @staticmethod
     def _maybe_again(job: _Job[Any], exc: Exception) -> None:
