@@ -130,3 +130,31 @@ def test_worker_killed_mid_burst_loses_and_repeats_nothing(make_app: Callable[[s
     assert restarted.returncode == 0, restarted.stderr
     assert int(restarted.stdout.split("escalated ")[1].split()[0]) == n - at_kill
     assert_each_escalated_exactly_once(lf, n)
+
+
+def test_an_idle_worker_does_not_take_sqlites_write_lock(make_app: Callable[[str], Leadflow]) -> None:
+    """With nothing due, a round only reads: it goes through while another connection holds the write lock (intake's
+    writer, say), where taking the lock would wait for it."""
+    import sqlite3
+    import threading
+
+    from leadflow.services.delivery import deliver_due
+    from leadflow.services.sla import escalate_due
+
+    lf = make_app(SLA_TEAM)
+    if not lf.is_sqlite:
+        pytest.skip("SQLite's one write lock")
+    path = lf.engine.url.database
+    assert path is not None
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+    done: list[object] = []
+    rounds = threading.Thread(target=lambda: done.extend(
+        [escalate_due(lf, utcnow()), deliver_due(lf.engine, {}, lf.notify, utcnow()).handled]))  # fmt: skip
+    rounds.start()
+    rounds.join(timeout=5)
+    while_held = list(done)  # what the rounds did while the lock was held by someone else
+    holder.execute("ROLLBACK")
+    holder.close()
+    rounds.join(timeout=60)
+    assert while_held == [0, 0], "a round with nothing due waited for the write lock"
