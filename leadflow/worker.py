@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from leadflow.channels.redact import hide_in_logs, secrets_of
 from leadflow.channels.senders import Sender, senders_from_config
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
@@ -32,6 +33,8 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.app = app
+        # Before the first send: the HTTP client logs the URLs it posts to, and the Telegram token is in one.
+        hide_in_logs(secrets_of(app.notify, [t.slack_webhook_url for t in app.rules.teams if t.slack_webhook_url]))
         self.poll_seconds = poll_seconds
         self.batch = batch
         self.senders = senders if senders is not None else senders_from_config(app.notify)

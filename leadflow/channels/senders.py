@@ -7,7 +7,8 @@ call close() (or close_senders) when the worker stops.
 Failures are classified for the retry policy: 5xx, 429 (and 408), time-outs and connection errors are
 retryable; any other 4xx means the request itself is wrong (bad chat id, revoked token) and will not get better.
 Error texts never contain the Telegram token or the Slack URL, which are credentials; they end up in the outbox's
-last_error, which operators read through the API.
+last_error, which operators read through the API (the delivery loop masks any credential that still gets into one,
+see channels/redact.py).
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ class WebhookSender:
             "Content-Type": "application/json",
             "X-Leadflow-Event": str(message.payload.get("event", "")),
             "X-Leadflow-Delivery": str(message.id),
-            SIGNATURE_HEADER: sign(self._secret, body, int(self._clock())),
+            # The delivery id is signed too: a receiver drops repeats by it, so a replay must not be able to change it.
+            SIGNATURE_HEADER: sign(self._secret, body, int(self._clock()), message.id),
         }
         response = _post(self._client, url, f"the webhook receiver at {_origin(url)}", content=body, headers=headers)
         _check_status(response, f"the webhook receiver at {_origin(url)}")

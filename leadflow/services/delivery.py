@@ -13,6 +13,7 @@ transaction, the one that writes the event.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -23,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig, env_name
+from leadflow.channels.redact import recipient_secrets, redact, secrets_of, shown_recipient
 from leadflow.channels.senders import DeliveryError, Sender
 from leadflow.core.messages import MessageTemplateError, RenderedMessage, normalize_language, render
 from leadflow.store.outbox import CHANNELS, OutboxMessage, any_due, claim_due, enqueue, mark_failed, mark_sent
@@ -130,18 +132,22 @@ def _deliver_one(
         except DeliveryError as exc:
             error, retryable, retry_after = exc.message, exc.retryable, exc.retry_after
         except Exception as exc:
-            # A bug in a sender must not stop the batch; the message is retried like any transient failure.
-            log.exception("sender for %s crashed on outbox message %s", message.channel, message.id)
+            # A bug in a sender must not stop the batch; the message is retried like any transient failure. The
+            # traceback is logged as text, masked: an exception may quote the URL it was sent to.
+            log.error("sender for %s crashed on outbox message %s\n%s", message.channel, message.id,
+                      redact(traceback.format_exc().rstrip(), _secrets(config, message)))  # fmt: skip
             error, retryable = f"unexpected error in the {message.channel} sender: {type(exc).__name__}: {exc}", True
         else:
             with engine.begin() as conn:
                 mark_sent(conn, message.id, clock() if clock else now)
             return "sent"
+    error = redact(error, _secrets(config, message))  # operators read it through the API
     at = clock() if clock else now
     with engine.begin() as conn:
         status = mark_failed(conn, message.id, at, error, retryable, config, retry_after=retry_after)
     if status == "dead":
-        log.error("outbox message %s (%s to %s) is dead: %s", message.id, message.channel, message.recipient, error)
+        shown = shown_recipient(message.channel, message.recipient)
+        log.error("outbox message %s (%s to %s) is dead: %s", message.id, message.channel, shown, error)
     else:
         log.warning(
             "outbox message %s (%s, attempt %s of %s) failed, will retry: %s",
@@ -152,6 +158,11 @@ def _deliver_one(
             error,
         )
     return status
+
+
+def _secrets(config: NotifyConfig, message: OutboxMessage) -> frozenset[str]:
+    """The credentials a failure of this message could quote: the configured ones and its own URL's."""
+    return secrets_of(config) | recipient_secrets(message.channel, message.recipient)
 
 
 def _jsonable(value: object) -> Any:

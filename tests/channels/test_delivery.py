@@ -237,7 +237,7 @@ def test_failing_receiver_backs_off_exponentially_then_dead_letters(engine: Engi
         assert request.json()["lead"]["id"] == 7
         signature = request.headers["x-leadflow-signature"]
         t = int(signature.split(",")[0][2:])
-        assert verify_signature(SECRET, request.body, signature, now_unix=t + 1)
+        assert verify_signature(SECRET, request.body, signature, str(id), now_unix=t + 1)
 
 
 def test_receiver_that_recovers_gets_the_message(engine: Engine, http_server: LocalHTTP) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
 
@@ -55,7 +55,10 @@ def test_escalation_mail_telegram_and_webhook_arrive_once_in_the_right_language(
     finally:
         worker.stop.set()
 
-    mails = {e.rcpt_tos[0]: message_from_bytes(e.content, policy=policy.default) for e in smtp_server.envelopes}
+    # The server keeps the raw bytes (it does not decode them).
+    mails = {
+        e.rcpt_tos[0]: message_from_bytes(cast(bytes, e.content), policy=policy.default) for e in smtp_server.envelopes
+    }
     assert sorted(mails) == ["anna@example.test", "bohdan@example.test"]
     to_bohdan = mails["bohdan@example.test"]
     assert isinstance(to_bohdan, EmailMessage)
@@ -73,8 +76,9 @@ def test_escalation_mail_telegram_and_webhook_arrive_once_in_the_right_language(
     hooks = [r for r in http_server.requests if r.path == "/hooks/crm"]
     assert sorted(json.loads(r.body)["event"] for r in hooks) == ["lead.assigned", "lead.escalated"]
     for r in hooks:
-        assert verify_signature("s3cret", r.body, r.headers["x-leadflow-signature"], time.time())
-        assert not verify_signature("wrong", r.body, r.headers["x-leadflow-signature"], time.time())
+        signature, delivery = r.headers["x-leadflow-signature"], r.headers["x-leadflow-delivery"]
+        assert verify_signature("s3cret", r.body, signature, delivery, time.time())
+        assert not verify_signature("wrong", r.body, signature, delivery, time.time())
 
 
 def test_the_global_slack_webhook_is_the_team_chat_when_a_team_has_none(

@@ -161,18 +161,22 @@ def test_webhook_is_signed_and_the_receiver_can_verify_it(http_server: LocalHTTP
     assert request.headers["x-leadflow-delivery"] == "42"
     assert request.json() == {"event": "lead.assigned", "lead": {"id": 1, "name": "Олена"}}
     header = request.headers["x-leadflow-signature"]
-    assert verify_signature(SECRET, request.body, header, now_unix=time.time())
-    assert not verify_signature("wrong", request.body, header, now_unix=time.time())
-    assert not verify_signature(SECRET, request.body + b"x", header, now_unix=time.time())
+    assert verify_signature(SECRET, request.body, header, "42", now_unix=time.time())
+    assert not verify_signature("wrong", request.body, header, "42", now_unix=time.time())
+    assert not verify_signature(SECRET, request.body + b"x", header, "42", now_unix=time.time())
     # The same request captured and replayed ten minutes later is refused.
-    assert not verify_signature(SECRET, request.body, header, now_unix=before + 600)
+    assert not verify_signature(SECRET, request.body, header, "42", now_unix=before + 600)
+    # Replayed at once under another delivery id, to get past a receiver that drops the ids it has seen: refused.
+    assert not verify_signature(SECRET, request.body, header, "43", now_unix=time.time())
+    assert not verify_signature(SECRET, request.body, header, None, now_unix=time.time())
 
 
 def test_webhook_signed_long_ago_is_rejected_by_the_receiver(http_server: LocalHTTP) -> None:
     sender = WebhookSender(config(webhook_secret=SECRET), clock=lambda: time.time() - 3600)
     sender.send(message("webhook", http_server.url + "/hook"))
     request = http_server.requests[0]
-    assert not verify_signature(SECRET, request.body, request.headers["x-leadflow-signature"], now_unix=time.time())
+    header = request.headers["x-leadflow-signature"]
+    assert not verify_signature(SECRET, request.body, header, request.headers["x-leadflow-delivery"], time.time())
 
 
 @pytest.mark.parametrize(
