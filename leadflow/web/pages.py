@@ -1,5 +1,6 @@
 """Small server-rendered pages a visitor's browser gets: thanks after a form, the form again with its problems,
-and error pages. Jinja2 with autoescaping; no script, so the strictest Content-Security-Policy holds.
+and error pages. Jinja2 with autoescaping; no script and no inline style (the style sheet is a file under /static),
+so the strictest Content-Security-Policy holds.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from leadflow.web.i18n import translator
 
+STATIC = Path(__file__).parent / "static"
+STATIC_URL = "/static"
+
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_env.globals["static"] = STATIC_URL
 
 
 def render(template: str, language: str, **context: Any) -> str:
