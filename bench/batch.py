@@ -41,6 +41,7 @@ from bench.routing import (
     build_replay,
     replay,
 )
+from leadflow.core.policy import SYSTEM
 from leadflow.core.routing import FALLBACK, LiveState, Router, matching_rules
 from leadflow.core.rules import RulesFile
 from leadflow.services.batch import assign_backlog
@@ -96,7 +97,7 @@ def run(backend: SqliteBackend, label: str, rules: RulesFile, chunk: int) -> dic
     app = Leadflow(engine=engine, rules=rules)
     gc.collect()
     cpu, started = time.process_time(), time.perf_counter()
-    report = assign_backlog(app, NOW, chunk=chunk)
+    report = assign_backlog(app, NOW, chunk=chunk, who=SYSTEM)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     engine.dispose()
     d = Dialect("sqlite")

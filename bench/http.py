@@ -6,7 +6,10 @@ install -y wrk`) posting distinct leads (a Lua script numbers them per thread) f
 
 * bare FastAPI echo, same uvicorn (bench/http_bare.py ``echo``): the ceiling of the framework;
 * bare FastAPI + one SQLite INSERT/COMMIT per request (``insert``): the ceiling of one write per request;
-* ``leadflow serve`` on SQLite, as users run it (the worker in the process, the group writer);
+* leadflow on SQLite as ``serve`` builds it with intake's credential check taken out (bench/http_open.py): the
+  baseline of authenticated intake;
+* ``leadflow serve`` on SQLite, as users run it (the worker in the process, the group writer), posting with an
+  intake key made by ``leadflow api-keys create``;
 * with ``--postgres``, ``leadflow serve --workers N`` on PostgreSQL for each N of ``--workers`` (a fresh database
   each time, the worker in the serving process).
 
@@ -64,15 +67,21 @@ end
 function init(args)
   n = 0
   offset = tonumber(args[1]) or 0
+  headers = {["Content-Type"] = "application/json"}
+  if args[2] and args[2] ~= "" then headers["Authorization"] = "Bearer " .. args[2] end
 end
 function request()
   n = n + 1
   local i = offset + tid * 1000000 + n
   local body = string.format('{"name":"Client %d","phone":"+38067%07d","product":"credit","utm_source":"bench"}',
                              i, i % 10000000)
-  return wrk.format("POST", "/api/v1/leads", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/v1/leads", headers, body)
 end
 """
+
+
+OPEN = "leadflow serve, SQLite, no credential check (baseline)"
+KEYED = "leadflow serve, SQLite, intake key"
 
 
 def free_port() -> int:
@@ -83,7 +92,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_up(port: int, process: subprocess.Popen[bytes], path: str = "/openapi.json") -> None:
+def wait_up(port: int, process: subprocess.Popen[bytes], path: str = "/healthz") -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -99,11 +108,11 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def wrk(port: int, connections: int, seconds: int, script: Path, offset: int) -> dict[str, Any]:
+def wrk(port: int, connections: int, seconds: int, script: Path, offset: int, key: str = "") -> dict[str, Any]:
     threads = min(2, connections)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"http://127.0.0.1:{port}/api/v1/leads", "--", str(offset)],
+         f"http://127.0.0.1:{port}/api/v1/leads", "--", str(offset), key],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     ).stdout  # fmt: skip
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -155,6 +164,18 @@ def _pg_database(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def intake_key(env: dict[str, str], cwd: Path) -> str:
+    """An intake key in the server's database (made with the CLI, as users make theirs), with limits far out of
+    reach: the bench measures the check, not the limiter turning requests away."""
+    out = subprocess.run(
+        [LEADFLOW, "api-keys", "create", "--scope", "intake", "--name", "bench", "--rate", "100000000",
+         "--address-rate", "100000000"], env=env, cwd=cwd, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found = re.search(r"lf_[A-Za-z0-9_-]{43}", out)
+    assert found, out
+    return found.group(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__.split("\n\n")[0] if __doc__ else "")
     p.add_argument("--seconds", type=int, default=10)
@@ -176,12 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         script.write_text(LUA)
         (root / "rules.yaml").write_text(RULES)
         uvicorn = [python, "-m", "uvicorn", "--port", "{port}", "--log-level", "warning", "--no-access-log"]
+        rules = str(root / "rules.yaml")
         servers = [
             ("bare FastAPI echo", [*uvicorn, "bench.http_bare:echo"], _env()),
             ("bare FastAPI + one SQLite INSERT/COMMIT", [*uvicorn, "bench.http_bare:insert"],
              _env(BENCH_SQLITE=str(root / "insert.db"))),
-            ("leadflow serve, SQLite", [LEADFLOW, "serve", "--port", "{port}"],
-             _env(LEADFLOW_DATABASE_URL=f"sqlite:///{root / 'leadflow.db'}", LEADFLOW_RULES=str(root / "rules.yaml"))),
+            (OPEN, [*uvicorn, "--factory", "bench.http_open:app"],
+             _env(LEADFLOW_DATABASE_URL=f"sqlite:///{root / 'open.db'}", LEADFLOW_RULES=rules)),
+            (KEYED, [LEADFLOW, "serve", "--port", "{port}"],
+             _env(LEADFLOW_DATABASE_URL=f"sqlite:///{root / 'leadflow.db'}", LEADFLOW_RULES=rules)),
         ]  # fmt: skip
         if args.postgres:
             for n in [int(w) for w in args.workers.split(",") if w]:
@@ -192,10 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         offset = 0
         repo = Path(__file__).resolve().parents[1]  # where `bench.http_bare` imports from
         for name, command, env in servers:
+            key = intake_key(env, root) if command[0] == LEADFLOW else ""
             with Server(name, command, env | {"PYTHONPATH": str(repo)}, repo, root) as server:
                 for c in counts:
                     offset += 10_000_000  # distinct phones in every run: nothing folds into an earlier lead
-                    figures = wrk(server.port, c, args.seconds, script, offset)
+                    figures = wrk(server.port, c, args.seconds, script, offset, key)
                     rows.append({"server": name, "connections": c, **figures})
                     console.print(f"  {name}, {c} connection(s): {figures['rps']:,.0f} req/s, p50 "
                                   f"{figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, non-2xx "
@@ -207,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         [[r["server"], str(r["connections"]), f"{r['rps']:,.0f}", f"{r['rps'] / echo[r['connections']]:.1%}",
           f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", str(r["non_2xx"]), str(r["load"])] for r in rows],
     )  # fmt: skip
+    keyed = {r["connections"]: r["rps"] for r in rows if r["server"] == KEYED}
+    open_ = {r["connections"]: r["rps"] for r in rows if r["server"] == OPEN}
+    for c in counts:
+        console.print(f"  authenticated intake, {c} connection(s): {keyed[c] / open_[c]:.1%} of the same server "
+                      "without the credential check")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -77,6 +77,7 @@ from bench.common import (
     sqlite_connect,
 )
 from leadflow.core.lead import CleanLead
+from leadflow.core.policy import SYSTEM
 from leadflow.core.routing import ManagerState, TeamState, route
 from leadflow.core.rules import RulesFile
 from leadflow.services.batch import BatchReport, LiveState, assign_backlog
@@ -682,7 +683,7 @@ def run_batch(url: str, rules: RulesFile, chunk: int, *, dry_run: bool = False) 
     gc.collect()
     with counting(engine) as seen:
         cpu, started = time.process_time(), time.perf_counter()
-        report = assign_backlog(app, NOW, dry_run=dry_run, chunk=chunk)
+        report = assign_backlog(app, NOW, dry_run=dry_run, chunk=chunk, who=SYSTEM)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     engine.dispose()
     return BatchRun(seconds, cpu, report, seen)
@@ -761,7 +762,7 @@ def profile_batch(backend: Backend, rules: RulesFile, chunk: int, top: int = 25)
     app = Leadflow(engine=engine, rules=rules)
     profiler = cProfile.Profile()
     profiler.enable()
-    assign_backlog(app, NOW, chunk=chunk)
+    assign_backlog(app, NOW, chunk=chunk, who=SYSTEM)
     profiler.disable()
     engine.dispose()
     backend.done(url)

@@ -15,13 +15,17 @@ from rich.table import Table
 from rich.text import Text
 
 from leadflow.cli_errors import CommandError, explain
+from leadflow.core.policy import Principal
 from leadflow.core.rules_text import RulesError
 from leadflow.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from leadflow.services.context import Leadflow
     from leadflow.services.health import NotificationReach
 
 console = Console(soft_wrap=True)
+# Who the CLI is in the history and the audit: the operator of the host, who may do everything.
+CLI = Principal("system", "cli")
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,6 +109,41 @@ def _read_request(file: Path) -> dict[str, Any]:
     return data
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _first_accounts(lf: Leadflow, settings: Settings) -> None:
+    """With no account and no key, nobody could use the API: on loopback, make the first ones and show their
+    secrets once; beyond loopback, refuse to start (anyone could be first)."""
+    from leadflow.services.accounts import first_start
+    from leadflow.services.context import utcnow
+
+    beyond = settings.host not in _LOOPBACK and not settings.host.startswith("127.")
+    if beyond:
+        from leadflow.services.accounts import has_accounts
+
+        with lf.engine.connect() as conn:
+            if not has_accounts(conn):
+                raise _fail(
+                    f"--host {settings.host} serves beyond this machine, and no account or API key exists "
+                    "yet: create one first (leadflow users create admin --role admin), or serve on 127.0.0.1"
+                )
+        err.print(Text.assemble(("warning: ", "bold yellow"), f"serving on {settings.host} over plain HTTP: put a "
+                                "reverse proxy with TLS in front, and set LEADFLOW_ALLOWED_HOSTS (docs/network.md)"))  # fmt: skip
+        return
+    with lf.engine.begin() as conn:
+        made = first_start(conn, utcnow(), CLI)
+    if made is None:
+        return
+    people, key = made
+    table = Table("user", "role", "password", title="First start: sign in at /login (shown once, never again)")
+    for person in people:
+        table.add_row(person.username, person.role, person.password)
+    console.print(table)
+    console.print(f"  API key 'first start' (admin, shown once): [bold]{key}[/]")
+    console.print("  e.g. curl -H 'Authorization: Bearer <key>' ...; revoke it: leadflow api-keys revoke 'first start'")
+
+
 def _warn_about_notifications(reach: NotificationReach) -> None:
     for warning in reach.warnings:
         err.print(Text.assemble(("warning: ", "bold yellow"), warning))
@@ -172,6 +211,7 @@ def serve(
         # only take turns at the same lock, polling for it.
         raise _fail("--workers needs PostgreSQL: SQLite has one writer, which one process keeps busy")
     lf = open_app(settings, serving=workers == 1)  # with --workers, the serving processes have the writers
+    _first_accounts(lf, settings)
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
     console.print(
@@ -190,18 +230,24 @@ def serve(
         from leadflow.services.health import check_notifications
 
         _warn_about_notifications(check_notifications(lf))
+    # uvicorn closes a connection idle between requests after keep_alive seconds, but times out nothing before a
+    # request's headers are in (a proxy in front should); a body that stalls gets 408 from BodyLimit. Connections past
+    # limit_concurrency get 503 rather than memory and file descriptors.
+    keep_alive = 5
     if workers > 1:
         # The serving processes build their own apps from the same settings (leadflow/api/factory.py); this one
         # supervises them and runs the worker, once for the host.
         os.environ.update(LEADFLOW_DATABASE_URL=settings.database_url, LEADFLOW_RULES=str(settings.rules),
                           LEADFLOW_HOST=settings.host, LEADFLOW_PORT=str(settings.port))  # fmt: skip
         uvicorn.run("leadflow.api.factory:make_api", factory=True, workers=workers, host=settings.host,
-                    port=settings.port, log_level="info", access_log=settings.access_log)  # fmt: skip
+                    port=settings.port, log_level="info", access_log=settings.access_log,
+                    timeout_keep_alive=keep_alive, limit_concurrency=settings.limit_concurrency)  # fmt: skip
         return
     # Everything built so far (the rules, the app, the imported modules) lives as long as the process: out of the
     # collector's sight, a full collection walks only what requests make, which keeps its pauses out of the tail.
     gc.freeze()
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log)
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log,
+                timeout_keep_alive=keep_alive, limit_concurrency=settings.limit_concurrency)  # fmt: skip
 
 
 @app.command("worker")
@@ -270,7 +316,7 @@ def assign(
         task = bar.add_task(label, total=total)
         keys = [k.strip() for k in order.split(",")] if order is not None else None
         report = assign_backlog(lf, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit, order=keys,
-                                progress=lambda n: bar.advance(task, n))  # fmt: skip
+                                progress=lambda n: bar.advance(task, n), who=CLI)  # fmt: skip
     console.print(report.table())
     if report.unassigned:
         console.print(report.reasons_table())
@@ -388,7 +434,8 @@ def contact(
     from leadflow.services.context import utcnow
     from leadflow.services.sla import record_contact
 
-    result = record_contact(open_app(_settings(rules, database)), lead_id, manager, kind, outcome, utcnow(), note)
+    lf = open_app(_settings(rules, database))
+    result = record_contact(lf, lead_id, manager, kind, outcome, utcnow(), note, who=CLI)
     console.print_json(json.dumps(result))
 
 
@@ -443,6 +490,15 @@ def post_lead(
                                    "status": result.status, "manager": result.manager_key, "reason": result.reason,
                                    "problems": problems}))  # fmt: skip
 
+
+def _register_account_commands() -> None:
+    from leadflow.cli_accounts import keys_app, users_app
+
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="api-keys")
+
+
+_register_account_commands()
 
 if __name__ == "__main__":
     app()

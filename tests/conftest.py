@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import parse_rules
+from leadflow.services import accounts
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.store.db import make_engine, migrate
 from leadflow.store.tables import metadata
@@ -38,6 +40,17 @@ def _postgres_problem() -> str | None:
         return None
     except Exception as exc:
         return f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}: {exc}"
+
+
+# argon2id at its real cost (about a quarter of a second a hash here) would make every signed-in test crawl; the
+# tests in this process hash at the lowest cost the library takes. Subprocesses (the CLI) hash at the real one, and
+# tests/services/test_users.py checks that a hash made with other parameters is upgraded at sign-in.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accounts, "_hasher", CHEAP_HASHER)
 
 
 @pytest.fixture(scope="session")

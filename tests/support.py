@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
 from leadflow.api.app import create_api
-from leadflow.services.context import Leadflow
+from leadflow.core.policy import SYSTEM
+from leadflow.services import accounts
+from leadflow.services.context import Leadflow, utcnow
 from leadflow.settings import Settings
 
 
@@ -41,6 +48,53 @@ def live_server(app: Leadflow, **settings: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# Tables of accounts and keys, which a test made before what it watches (they are not the lead's writes).
+ACCOUNT_TABLES = ("users", "user_roles", "api_keys", "sessions", "login_failures", "instance")
+
+
+def new_key(app: Leadflow, scope: str = "admin", **options: object) -> str:
+    """A new API key of this scope in the app's database."""
+    with app.engine.begin() as conn:
+        key, _ = accounts.create_key(conn, f"{scope} {uuid.uuid4().hex[:10]}", scope, utcnow(), actor=SYSTEM,
+                                     **options)  # type: ignore[arg-type]  # fmt: skip
+    return key
+
+
+def key_by_cli(env: dict[str, str], cwd: Path, scope: str = "write") -> dict[str, str]:
+    """Headers with a key made by the real `leadflow api-keys create` in the database `env` names (which it
+    migrates), as an operator makes one before pointing a client at `leadflow serve`."""
+    leadflow = str(Path(sys.executable).parent / "leadflow")
+    made = subprocess.run([leadflow, "api-keys", "create", "--scope", scope, "--name", f"test {uuid.uuid4().hex[:8]}"],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    found = re.search(r"lf_[A-Za-z0-9_-]{43}", made.stdout)
+    assert found, made.stdout + made.stderr
+    return bearer(found.group(0))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin_headers(app: Leadflow) -> dict[str, str]:
+    """Headers that authenticate as an admin key (most API tests are about something else than who may ask)."""
+    return bearer(new_key(app, "admin"))
+
+
+def person(
+    app: Leadflow, username: str, role: str, *, manager: str | None = None, teams: list[str] | None = None
+) -> dict[str, str]:
+    """Headers that authenticate as a new user with this role, signed in (a session token, as the API's login
+    gives)."""
+    password = f"{username}-password-1"
+    with app.engine.begin() as conn:
+        accounts.create_user(conn, username, password, utcnow(), role=role, teams_=teams, manager=manager,
+                             actor=SYSTEM)  # fmt: skip
+        session = accounts.sign_in(conn, accounts.key_secret(conn), username, password, utcnow(), address=None,
+                                   user_agent=None, throttle=accounts.Throttle(),
+                                   times=accounts.SessionTimes())  # fmt: skip
+    return bearer(session.token)
 
 
 THREE_MANAGERS = """

@@ -48,7 +48,20 @@ DATABASE_MISTAKES = {
 # What a command needs besides the mistake to get as far as the database (a command missing here still runs).
 NEEDS = {"assign": ["--unassigned"], "demo": ["--duration", "1", "--no-live"]}
 
-COMMANDS: dict[str, Any] = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+def _leaves() -> dict[str, tuple[list[str], Any]]:
+    """Every command, with the words that call it: `users create` is a command of the `users` group."""
+    found: dict[str, tuple[list[str], Any]] = {}
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        if hasattr(command, "commands"):  # a group of commands
+            for sub, leaf in command.commands.items():
+                found[f"{name} {sub}"] = ([name, sub], leaf)
+        else:
+            found[name] = ([name], command)
+    return found
+
+
+COMMANDS = _leaves()
 
 
 def _is_file(param: Any) -> bool:
@@ -61,13 +74,15 @@ def _is_argument(param: Any) -> bool:
 
 def _invocations() -> Iterator[tuple[str, str, list[str]]]:
     """(command, mistake, arguments); {tmp} in an argument is the test's directory."""
-    for name, command in sorted(COMMANDS.items()):
+    for name, (words, command) in sorted(COMMANDS.items()):
         params = command.params
         files = [p for p in params if _is_file(p)]
         takes_database = any(p.name == "database" for p in params)
 
-        def args(file: str, mistake: list[str], params: list[Any] = params, name: str = name) -> list[str]:
-            out = [name]
+        def args(
+            file: str, mistake: list[str], params: list[Any] = params, name: str = name, words: list[str] = words
+        ) -> list[str]:
+            out = list(words)
             for p in params:
                 if _is_argument(p):
                     out.append(file if _is_file(p) else "1")

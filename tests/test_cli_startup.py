@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -55,15 +56,21 @@ def test_the_worker_says_nothing_when_the_team_chat_can_be_reached(tmp_path: Pat
 
 def test_serve_warns_at_start_and_its_health_says_the_same(tmp_path: Path) -> None:
     port = free_port()
-    with (tmp_path / "stderr.txt").open("w") as stderr:
+    with (tmp_path / "stderr.txt").open("w") as stderr, (tmp_path / "stdout.txt").open("w") as stdout:
         server = subprocess.Popen([LEADFLOW, "serve", "--port", str(port)], cwd=tmp_path, env=_env(tmp_path),
-                                  stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
+                                  stdout=stdout, stderr=stderr)  # fmt: skip
         try:
             health = None
             deadline = time.monotonic() + 60
             while health is None and time.monotonic() < deadline and server.poll() is None:
+                key = re.search(r"lf_[A-Za-z0-9_-]{43}", (tmp_path / "stdout.txt").read_text())  # the first start's
                 try:
-                    health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5, trust_env=False).json()
+                    if key is not None:
+                        headers = {"Authorization": f"Bearer {key.group(0)}"}
+                        health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", headers=headers, timeout=5,
+                                           trust_env=False).json()  # fmt: skip
+                    else:
+                        time.sleep(0.2)
                 except httpx.HTTPError:
                     time.sleep(0.2)
         finally:

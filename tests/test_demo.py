@@ -16,6 +16,7 @@ from rich.console import Console
 from sqlalchemy import create_engine, func, select
 
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.demo import DEMO_NOTE, DEMO_RULES, DemoError, DemoSummary, run_demo
 from leadflow.demo.board import Board
 from leadflow.services.context import Leadflow
@@ -106,11 +107,11 @@ def test_a_lead_contacted_after_a_move_is_not_counted_in_time(make_app: Callable
     lf = make_app(DEMO_RULES.read_text())  # first contact within 20 s, wall clock, then the next manager
     first = take_lead(lf, LeadIn(name="Ivan", phone="0671234567", product="credit"), T0)
     second = take_lead(lf, LeadIn(name="Olha", phone="0501112233", product="credit"), T0)
-    record_contact(lf, first.lead_id, str(first.manager_key), "call", "connected", at(5))
+    record_contact(lf, first.lead_id, str(first.manager_key), "call", "connected", at(5), who=SYSTEM)
     assert escalate_due(lf, at(20)) == 1  # nobody called Olha: she moves on
-    owner = get_lead(lf, second.lead_id)["manager_key"]
+    owner = get_lead(lf, second.lead_id, who=SYSTEM)["manager_key"]
     assert owner != second.manager_key
-    answer = record_contact(lf, second.lead_id, owner, "call", "connected", at(26))
+    answer = record_contact(lf, second.lead_id, owner, "call", "connected", at(26), who=SYSTEM)
     assert answer["sla_state"] == "met"  # met by the new owner's own deadline, 26 s after she wrote
 
     totals = Board(lf.engine, lf.rules, baseline=0).totals()
@@ -139,16 +140,33 @@ def test_a_taken_port_is_replaced_by_a_free_one_when_none_was_asked_for(tmp_path
     assert "--port" in str(refused.value) and f"port {busy} on 127.0.0.1 is taken" in str(refused.value)
 
 
+def _admin_key(database: str) -> dict[str, str]:
+    from leadflow.services.accounts import create_key
+    from leadflow.services.context import utcnow
+
+    engine = create_engine(database)
+    with engine.begin() as conn:
+        key, _ = create_key(conn, "test", "admin", utcnow(), actor=SYSTEM)
+    engine.dispose()
+    return {"Authorization": f"Bearer {key}"}
+
+
 def test_the_demo_listens_on_leadflow_port_and_warns_about_nothing(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")} | {"LEADFLOW_PORT": str(port)}
-    demo = subprocess.Popen([LEADFLOW, "demo", "--duration", "6", "--pace", "1", "--no-live"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    database = f"sqlite:///{tmp_path / 'demo.db'}"
+    demo = subprocess.Popen([LEADFLOW, "demo", "--duration", "6", "--pace", "1", "--no-live", "--database", database],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     health = None
+    headers: dict[str, str] | None = None
     deadline = time.monotonic() + 30
     while health is None and time.monotonic() < deadline and demo.poll() is None:
         try:
-            health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5, trust_env=False).json()
+            if headers is None:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5, trust_env=False).raise_for_status()
+                headers = _admin_key(database)  # the demo's server is up, its database migrated
+            health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", headers=headers, timeout=5,
+                               trust_env=False).json()  # fmt: skip
         except httpx.HTTPError:
             time.sleep(0.2)
     output, _ = demo.communicate(timeout=60)

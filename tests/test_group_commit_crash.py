@@ -15,16 +15,21 @@ import httpx
 from sqlalchemy import create_engine, select
 
 from leadflow.store.tables import leads
-from tests.support import THREE_MANAGERS, free_port
+from tests.support import THREE_MANAGERS, free_port, key_by_cli
 
 LEADFLOW = str(Path(sys.executable).parent / "leadflow")
 POSTS = 400
 AT_ONCE = 32
 
 
-def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
     env.update(LEADFLOW_DATABASE_URL=f"sqlite:///{tmp_path / 'crash.db'}", LEADFLOW_RULES=str(tmp_path / "rules.yaml"))
+    return env
+
+
+def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    env = _env(tmp_path)
     server = subprocess.Popen([LEADFLOW, "serve", "--port", str(port), "--no-worker"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 60
@@ -42,11 +47,11 @@ def _lead(i: int) -> dict[str, str]:
     return {"name": f"Client {i}", "phone": f"+38067{i:07d}", "product": "credit"}
 
 
-async def _burst(url: str, server: subprocess.Popen[bytes], kill_after: int) -> dict[int, int]:
+async def _burst(url: str, server: subprocess.Popen[bytes], kill_after: int, key: dict[str, str]) -> dict[int, int]:
     """Post POSTS leads, AT_ONCE at a time; SIGKILL the server once `kill_after` were acknowledged."""
     acknowledged: dict[int, int] = {}
     gate = asyncio.Semaphore(AT_ONCE)
-    async with httpx.AsyncClient(base_url=url, timeout=10, trust_env=False) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10, trust_env=False, headers=key) as client:
 
         async def post(i: int) -> None:
             async with gate:
@@ -69,9 +74,10 @@ def test_acknowledged_means_committed_through_a_sigkill(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(THREE_MANAGERS)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    key = key_by_cli(_env(tmp_path), tmp_path)
     server = _serve(tmp_path, port)
     try:
-        acknowledged = asyncio.run(_burst(url, server, kill_after=150))
+        acknowledged = asyncio.run(_burst(url, server, kill_after=150, key=key))
     finally:
         server.kill()
         server.wait(timeout=30)
@@ -88,7 +94,7 @@ def test_acknowledged_means_committed_through_a_sigkill(tmp_path: Path) -> None:
     # (acknowledged or not), a new lead for those that were lost with the process.
     server = _serve(tmp_path, port)
     try:
-        with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
+        with httpx.Client(base_url=url, timeout=10, trust_env=False, headers=key) as client:
             for i in range(POSTS):
                 r = client.post("/api/v1/leads", json=_lead(i), headers={"Idempotency-Key": f"burst-{i}"})
                 assert r.status_code == (200 if f"burst-{i}" in stored else 201), r.text

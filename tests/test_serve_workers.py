@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from leadflow.store.tables import leads, managers
 from tests.conftest import PG_URL
-from tests.support import free_port
+from tests.support import free_port, key_by_cli
 
 LEADFLOW = str(Path(sys.executable).parent / "leadflow")
 RULES = (
@@ -60,9 +60,9 @@ def _env(tmp_path: Path, url: str) -> dict[str, str]:
     return env | {"LEADFLOW_DATABASE_URL": url, "LEADFLOW_RULES": str(tmp_path / "rules.yaml")}
 
 
-async def _post_all(url: str, products: list[str]) -> list[int]:
+async def _post_all(url: str, products: list[str], key: dict[str, str]) -> list[int]:
     gate = asyncio.Semaphore(32)
-    async with httpx.AsyncClient(base_url=url, timeout=30, trust_env=False) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, trust_env=False, headers=key) as client:
 
         async def post(i: int, product: str) -> int:
             async with gate:
@@ -75,6 +75,7 @@ async def _post_all(url: str, products: list[str]) -> list[int]:
 
 def test_four_processes_keep_caps_and_round_robin_exact(tmp_path: Path, fresh_postgres: str) -> None:
     port = free_port()
+    key = key_by_cli(_env(tmp_path, fresh_postgres), tmp_path)
     server = subprocess.Popen([LEADFLOW, "serve", "--port", str(port), "--workers", "4", "--no-worker"],
                               cwd=tmp_path, env=_env(tmp_path, fresh_postgres), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)  # fmt: skip
@@ -89,7 +90,7 @@ def test_four_processes_keep_caps_and_round_robin_exact(tmp_path: Path, fresh_po
         children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 4, children  # four serving processes under the supervisor
         products = ["credit" if i % 2 else "leasing" for i in range(400)]  # 200 of each
-        statuses = asyncio.run(_post_all(f"http://127.0.0.1:{port}", products))
+        statuses = asyncio.run(_post_all(f"http://127.0.0.1:{port}", products, key))
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from leadflow import __version__
-from leadflow.api import assign, desk, health, intake, leads, people, sla
+from leadflow.api import accounts, assign, clients, desk, docs, health, intake, leads, people, sla
+from leadflow.api.auth import Authenticator, public
+from leadflow.api.cors import Cors
 from leadflow.api.errors import ALWAYS, BodyLimit, CatchAll, install_error_handlers
+from leadflow.api.hosts import TrustedHosts, trusted_hosts
 from leadflow.api.params import LeadflowRoute
+from leadflow.api.security import SecurityHeaders
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
+from leadflow.web import login
 
 
 def create_api(app: Leadflow, settings: Settings) -> FastAPI:
@@ -18,10 +23,13 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
         version=__version__,
         description="Speed-to-lead engine: take in leads from every channel, clean, route, and explain why.",
         responses=ALWAYS,
+        docs_url=None,  # leadflow's own /docs and /redoc (api/docs.py): FastAPI's start with inline scripts
+        redoc_url=None,
     )
     api.router.route_class = LeadflowRoute
     api.state.leadflow = app
     api.state.settings = settings
+    api.state.auth = Authenticator(app, settings.session_times)
     install_error_handlers(api)
     api.include_router(intake.router)
     api.include_router(leads.router)
@@ -31,10 +39,19 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(desk.lead_actions)
     api.include_router(assign.router)
     api.include_router(health.router)
-    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    api.add_middleware(CatchAll)  # added last, so it is outside the others: it catches what they raise too
+    api.include_router(accounts.router)
+    api.include_router(clients.router)
+    api.include_router(login.router)
+    api.include_router(docs.router)
+    api.mount(docs.STATIC_URL, docs.static_files(), name="static")
+    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds)
+    api.add_middleware(CatchAll)  # outside the body limit and the routes: it catches what they raise too
+    if settings.cors_origins:
+        api.add_middleware(Cors, origins=settings.cors_origins)  # outside CatchAll: a 500 is readable by the page
+    api.add_middleware(TrustedHosts, hosts=trusted_hosts(settings.allowed_hosts, settings.base_url, settings.host))
+    api.add_middleware(SecurityHeaders)  # added last, so it is outermost: every answer has the headers
 
-    @api.get("/healthz", tags=["ops"])
+    @api.get("/healthz", tags=["ops"], dependencies=[public("a load balancer's probe: says only that it runs")])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "database": app.engine.dialect.name}
 

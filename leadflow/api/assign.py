@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
+from leadflow.api.errors import REFUSALS
 from leadflow.api.params import MAX_ID, LeadflowRoute
+from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import BATCH_ORDER_FIELDS
 from leadflow.services.batch import assign_backlog
 from leadflow.services.context import utcnow
@@ -15,7 +18,7 @@ from leadflow.services.context import utcnow
 # One "field [asc|desc]" a value: what the batch understands, so the document says exactly what is taken.
 BATCH_ORDER_PATTERN = rf"^\s*({'|'.join(BATCH_ORDER_FIELDS)})(\s+(asc|desc))?\s*$"
 
-router = APIRouter(prefix="/api/v1/assign", tags=["routing"], route_class=LeadflowRoute)
+router = APIRouter(prefix="/api/v1/assign", tags=["routing"], route_class=LeadflowRoute, responses=REFUSALS)
 
 
 @router.post(
@@ -24,6 +27,7 @@ router = APIRouter(prefix="/api/v1/assign", tags=["routing"], route_class=Leadfl
 )
 def assign_unassigned(
     app: AppDep,
+    who: Annotated[Principal, permit(Action.ROUTING_BATCH)],
     dry_run: bool = Query(False, description="Plan only: the distribution it would make, nothing written."),
     limit: int | None = Query(None, ge=1, le=MAX_ID, description="Only the first N leads of the queue."),
     chunk: int = Query(500, ge=1, le=5000, description="Leads per transaction."),
@@ -36,4 +40,5 @@ def assign_unassigned(
     ),
 ) -> dict[str, Any]:
     # A plain def: FastAPI runs it in its thread pool, so a long run does not block the event loop.
-    return assign_backlog(app, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit, order=order or None).summary()
+    report = assign_backlog(app, utcnow(), dry_run=dry_run, chunk=chunk, limit=limit, order=order or None, who=who)
+    return report.summary()

@@ -9,21 +9,25 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
-from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
+from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND, REFUSALS
 from leadflow.api.params import LeadflowRoute, LeadId, Offset
 from leadflow.api.schemas import ManagerRef
 from leadflow.core.fields import CleanText
+from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import Key
 from leadflow.services import desk
 from leadflow.services.context import utcnow
 from leadflow.services.conversion import CompanyIn, ContactIn, DealIn, convert
 
-router = APIRouter(prefix="/api/v1/desk", tags=["desk"], route_class=LeadflowRoute)
-lead_actions = APIRouter(prefix="/api/v1/leads", tags=["leads"], route_class=LeadflowRoute)
+router = APIRouter(prefix="/api/v1/desk", tags=["desk"], route_class=LeadflowRoute, responses=REFUSALS)
+lead_actions = APIRouter(prefix="/api/v1/leads", tags=["leads"], route_class=LeadflowRoute, responses=REFUSALS)
 
+# Who does it is the signed-in person or the key; an integration's key may name the person it acts for.
 Actor = Annotated[
-    CleanText, Field(min_length=1, max_length=60, description="Who does it: the operator's or head's name.")
+    CleanText | None,
+    Field(None, min_length=1, max_length=60, description="For an integration's key: the person it acts for."),
 ]
 Note = Annotated[
     CleanText | None, Field(None, min_length=1, max_length=1000, description="Kept in the reason and history.")
@@ -32,6 +36,7 @@ Reason = Annotated[CleanText, Field(min_length=1, max_length=1000)]
 
 
 ACTION_ERRORS = {**NOT_FOUND, **CONFLICT, **JSON_BODY}
+DeskWorker = Annotated[Principal, permit(Action.DESK_WORK)]
 
 
 class _Body(BaseModel):
@@ -40,14 +45,14 @@ class _Body(BaseModel):
 
 class JunkIn(_Body):
     reason: Reason = Field(..., description="Why it is junk: own address, unrelated offer, not a priority ...")
-    actor: Actor
+    actor: Actor = None
 
 
 class KeepIn(_Body):
     contact: ContactIn | None = Field(None, description="What the desk found out; the lead's own data otherwise.")
     company: CompanyIn | None = Field(None, description="The lead's `company` when absent.")
     note: Note = None
-    actor: Actor
+    actor: Actor = None
 
 
 class HandOverIn(_Body):
@@ -56,12 +61,12 @@ class HandOverIn(_Body):
     company: CompanyIn | None = None
     hand_to: Key = Field(..., description="head: the team's head; auto: a free manager by the rules; or a manager key.")
     note: Note = None
-    actor: Actor
+    actor: Actor = None
 
 
 class ToOwnerIn(_Body):
     note: Note = None
-    actor: Actor
+    actor: Actor = None
 
 
 class ConvertIn(_Body):
@@ -69,13 +74,13 @@ class ConvertIn(_Body):
     contact: ContactIn | None = None
     company: CompanyIn | None = None
     deal: DealIn | None = None
-    actor: Actor
+    actor: Actor = None
 
 
 class AssignIn(_Body):
     manager: Key = Field(..., description="Key of the manager who takes the lead.")
     reason: Reason = Field(..., description="Why: kept with the assignment and shown to the new owner.")
-    actor: Actor
+    actor: Actor = None
 
 
 class OwnerRef(BaseModel):
@@ -171,8 +176,13 @@ class ConvertOut(BaseModel):
 
 
 @router.get("", response_model=DeskPage, summary="Leads waiting at the quality desk, oldest first")
-def queue(app: AppDep, limit: int = Query(50, ge=1, le=200), offset: Offset = 0) -> dict[str, Any]:
-    return desk.desk_queue(app, utcnow(), limit=limit, offset=offset)
+def queue(
+    app: AppDep,
+    who: Annotated[Principal, permit(Action.DESK_READ)],
+    limit: int = Query(50, ge=1, le=200),
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    return desk.desk_queue(app, utcnow(), who=who, limit=limit, offset=offset)
 
 
 @router.post(
@@ -181,8 +191,8 @@ def queue(app: AppDep, limit: int = Query(50, ge=1, le=200), offset: Offset = 0)
     summary="Junk: set aside with a reason, restorable",
     responses=ACTION_ERRORS,
 )
-def junk(lead_id: LeadId, body: JunkIn, app: AppDep) -> dict[str, Any]:
-    return desk.junk_at_desk(app, lead_id, utcnow(), reason=body.reason, actor=body.actor)
+def junk(lead_id: LeadId, body: JunkIn, app: AppDep, who: DeskWorker) -> dict[str, Any]:
+    return desk.junk_at_desk(app, lead_id, utcnow(), reason=body.reason, who=who.acting_for(body.actor))
 
 
 @router.post(
@@ -191,10 +201,11 @@ def junk(lead_id: LeadId, body: JunkIn, app: AppDep) -> dict[str, Any]:
     summary="Low value: Contact + Company, kept for later",
     responses=ACTION_ERRORS,
 )
-def keep_as_contact(lead_id: LeadId, body: KeepIn, app: AppDep) -> dict[str, Any]:
+def keep_as_contact(lead_id: LeadId, body: KeepIn, app: AppDep, who: DeskWorker) -> dict[str, Any]:
     return desk.contact_at_desk(
-        app, lead_id, utcnow(), contact=body.contact, company=body.company, note=body.note, actor=body.actor
-    )
+        app, lead_id, utcnow(), contact=body.contact, company=body.company, note=body.note,
+        who=who.acting_for(body.actor),
+    )  # fmt: skip
 
 
 @router.post(
@@ -203,10 +214,10 @@ def keep_as_contact(lead_id: LeadId, body: KeepIn, app: AppDep) -> dict[str, Any
     summary="Hot: Deal + Contact + Company, handed on",
     responses=ACTION_ERRORS,
 )
-def hand_over_deal(lead_id: LeadId, body: HandOverIn, app: AppDep) -> dict[str, Any]:
+def hand_over_deal(lead_id: LeadId, body: HandOverIn, app: AppDep, who: DeskWorker) -> dict[str, Any]:
     return desk.deal_at_desk(
         app, lead_id, utcnow(), deal=body.deal, contact=body.contact, company=body.company, hand_to=body.hand_to,
-        note=body.note, actor=body.actor,
+        note=body.note, who=who.acting_for(body.actor),
     )  # fmt: skip
 
 
@@ -216,8 +227,8 @@ def hand_over_deal(lead_id: LeadId, body: HandOverIn, app: AppDep) -> dict[str, 
     summary="A duplicate: to the client's owner",
     responses=ACTION_ERRORS,
 )
-def to_owner(lead_id: LeadId, body: ToOwnerIn, app: AppDep) -> dict[str, Any]:
-    return desk.to_owner_at_desk(app, lead_id, utcnow(), note=body.note, actor=body.actor)
+def to_owner(lead_id: LeadId, body: ToOwnerIn, app: AppDep, who: DeskWorker) -> dict[str, Any]:
+    return desk.to_owner_at_desk(app, lead_id, utcnow(), note=body.note, who=who.acting_for(body.actor))
 
 
 @lead_actions.post(
@@ -226,10 +237,11 @@ def to_owner(lead_id: LeadId, body: ToOwnerIn, app: AppDep) -> dict[str, Any]:
     summary="Convert a lead to Contact/Company/Deal",
     responses=ACTION_ERRORS,
 )
-def convert_lead(lead_id: LeadId, body: ConvertIn, app: AppDep) -> dict[str, Any]:
-    return convert(
-        app, lead_id, utcnow(), to=body.to, contact=body.contact, company=body.company, deal=body.deal, actor=body.actor
-    )
+def convert_lead(
+    lead_id: LeadId, body: ConvertIn, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_WORK)]
+) -> dict[str, Any]:
+    return convert(app, lead_id, utcnow(), to=body.to, contact=body.contact, company=body.company, deal=body.deal,
+                   who=who.acting_for(body.actor))  # fmt: skip
 
 
 @lead_actions.post(
@@ -238,5 +250,8 @@ def convert_lead(lead_id: LeadId, body: ConvertIn, app: AppDep) -> dict[str, Any
     summary="Reassign a lead by hand, with a reason",
     responses=ACTION_ERRORS,
 )
-def assign(lead_id: LeadId, body: AssignIn, app: AppDep) -> dict[str, Any]:
-    return desk.assign_by_hand(app, lead_id, utcnow(), manager=body.manager, reason=body.reason, actor=body.actor)
+def assign(
+    lead_id: LeadId, body: AssignIn, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_ASSIGN)]
+) -> dict[str, Any]:
+    return desk.assign_by_hand(app, lead_id, utcnow(), manager=body.manager, reason=body.reason,
+                               who=who.acting_for(body.actor))  # fmt: skip

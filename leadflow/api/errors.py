@@ -17,17 +17,29 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadflow.api.deadline import Deadline
 from leadflow.api.params import KEY_PATTERN
 from leadflow.api.schemas import ErrorOut
-from leadflow.core.errors import Conflict, InvalidInput, NotFound
+from leadflow.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 from leadflow.core.rules_text import RulesError
 from leadflow.core.text import unsafe_character
+from leadflow.services.accounts import SignInRefused
 from leadflow.web.i18n import pick_language
 from leadflow.web.pages import error_page
 
 log = logging.getLogger("leadflow.api")
 
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="leadflow"'}
+
+_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 429: "too_many_requests", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
           415: "unsupported_media_type", 422: "invalid_input", 500: "internal"}  # fmt: skip
 
 
@@ -141,6 +153,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _not_found(request: Request, exc: NotFound) -> Response:
         return error_response(request, 404, "not_found", str(exc))
 
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request: Request, exc: Unauthenticated) -> Response:
+        return error_response(request, 401, "unauthenticated", str(exc), headers=CHALLENGE)
+
+    @app.exception_handler(SignInRefused)
+    async def _refused(request: Request, exc: SignInRefused) -> Response:
+        return error_response(request, 401, "unauthenticated", str(exc), headers=CHALLENGE)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return error_response(request, 403, "forbidden", str(exc))
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(request: Request, exc: Unavailable) -> Response:
+        return error_response(request, 503, "unavailable", str(exc), headers={"Retry-After": "5"})
+
+    @app.exception_handler(TooManyRequests)
+    async def _too_many(request: Request, exc: TooManyRequests) -> Response:
+        retry = {"Retry-After": str(exc.retry_after)}
+        return error_response(request, 429, "too_many_requests", str(exc), headers=retry)
+
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> Response:
         return error_response(request, 409, exc.code, str(exc))
@@ -158,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 404 and message == HTTPStatus.NOT_FOUND.phrase:
             message = f"there is nothing at {request.url.path}"
         elif status == 405:
-            allowed = _allowed_methods(request)
+            allowed = _allowed_methods(request) or ["GET", "HEAD"]  # a mount (the static files) lists no routes
             headers["Allow"] = ", ".join(allowed)
             message = f"{request.method} is not allowed at {request.url.path}: use {', '.join(allowed)}"
         code = _CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -204,11 +237,13 @@ class CatchAll:
 
 
 class BodyLimit:
-    """Refuse request bodies over the limit with 413 before they are read into memory."""
+    """Refuse request bodies over the limit with 413 before they are read into memory, and bodies that have not
+    arrived whole within the timeout with 408 (the server times out only an idle connection between requests)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -221,21 +256,29 @@ class BodyLimit:
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        # Bodies without a trustworthy length (chunked) are read up to the limit, then replayed.
+        # Bodies without a trustworthy length (chunked) are read up to the limit, then replayed. The deadline is for
+        # the whole body, so a client that sends a byte now and then is cut off too.
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        more = True
+        with Deadline(self.timeout_seconds):
+            while more and size <= self.max_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+        if size > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        if more:
+            said = f"the request body did not arrive within {self.timeout_seconds:g} seconds"
+            # Connection: close, so the server drops the connection instead of waiting for the rest of the body.
+            late = error_response(Request(scope), 408, "request_timeout", said, headers={"Connection": "close"})
+            await late({"type": "http"}, _no_receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -258,6 +301,9 @@ async def _no_receive() -> Message:
 
 
 _DESCRIPTIONS = {
+    401: "No valid credentials: sign in, or send an API key (Authorization: Bearer <key>).",
+    403: "Not allowed: the message names the role or key scope needed.",
+    429: "Too many requests; Retry-After says when to try again.",
     404: "It does not exist.",
     409: "It conflicts with the current state (the message says how).",
     413: "The body is larger than the limit.",
@@ -279,6 +325,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+REFUSALS = error_responses(401, 403)  # every route that takes credentials
+INTAKE_REFUSALS = error_responses(401, 403, 429)  # and intake keys have rate limits
 ALWAYS = error_responses(413, 422, 500)  # any request may be too large, malformed, or meet a bug
 NOT_FOUND = error_responses(404)
 CONFLICT = error_responses(409)

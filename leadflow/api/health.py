@@ -6,18 +6,21 @@ the channels that can send. Without one, the notification settings say which cha
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
+from leadflow.api.errors import REFUSALS
+from leadflow.core.policy import Action, Principal
 from leadflow.services.context import utcnow
 from leadflow.services.health import health_report
 
-router = APIRouter(prefix="/api/v1", tags=["ops"])
+router = APIRouter(prefix="/api/v1", tags=["ops"], responses=REFUSALS)
 
 
 class NotificationsOut(BaseModel):
@@ -52,7 +55,9 @@ class HealthDown(BaseModel):
     responses={503: {"model": HealthDown, "description": "The database does not answer."}},
     summary="Database, worker and notification channels, with warnings",
 )
-def get_health(request: Request, app: AppDep) -> dict[str, Any] | JSONResponse:
+def get_health(
+    request: Request, app: AppDep, who: Annotated[Principal, permit(Action.HEALTH_READ)]
+) -> dict[str, Any] | JSONResponse:
     worker = getattr(request.app.state, "worker", None)
     channels = tuple(worker.senders) if worker is not None else None
     try:

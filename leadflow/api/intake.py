@@ -6,18 +6,20 @@ again with what to fix, or the site's own page (`_redirect`) with the result in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep, SettingsDep
-from leadflow.api.errors import CONFLICT, error_body, error_responses
+from leadflow.api.errors import CONFLICT, INTAKE_REFUSALS, error_body, error_responses
 from leadflow.api.schemas import IntakeOut, ManagerRef, ProblemOut
 from leadflow.core.errors import FieldProblem, InvalidInput
 from leadflow.core.lead import LeadIn, read_lead
+from leadflow.core.policy import Action, Principal
 from leadflow.core.text import read_json
 from leadflow.services.context import utcnow
 from leadflow.services.explain import dry_run
@@ -25,7 +27,7 @@ from leadflow.services.intake import Intake, receive_async
 from leadflow.web.i18n import pick_language
 from leadflow.web.pages import form_page, thanks_page
 
-router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
+router = APIRouter(prefix="/api/v1/leads", tags=["leads"], responses=INTAKE_REFUSALS)
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -54,7 +56,7 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-def _form_fields(body: bytes, charset: str) -> tuple[dict[str, str], list[FieldProblem]]:
+def form_fields(body: bytes, charset: str) -> tuple[dict[str, str], list[FieldProblem]]:
     """An urlencoded form, decoded in its declared charset; bytes that are not text are replaced, and said so."""
     text = body.decode("latin-1")  # percent-escapes and ASCII only, by the form encoding's rules
     try:
@@ -74,7 +76,7 @@ async def read_body(request: Request) -> Body:
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
-        fields, problems = _form_fields(await request.body(), _charset(content_type))
+        fields, problems = form_fields(await request.body(), _charset(content_type))
         return Body(dict(fields), True, problems)
     if kind == "multipart/form-data":
         form = await request.form()
@@ -85,6 +87,15 @@ async def read_body(request: Request) -> Body:
             raise InvalidInput.one("body", 'a lead is a JSON object, like {"name": ..., "phone": ...}')
         return Body(data, False, [])
     raise UnsupportedType(kind)
+
+
+def _honeypot(body: Body, field: str) -> str | None:
+    """A bot's request: it filled the field people never see. The lead is kept as junk with this reason, so a person
+    caught by mistake can be restored."""
+    value = body.control.get(field) if field.startswith("_") and body.is_form else body.data.pop(field, None)
+    if isinstance(value, str) and value.strip():
+        return f"the hidden field '{field}', which people never see, was filled: a bot's request"
+    return None
 
 
 def _unsupported(exc: UnsupportedType) -> JSONResponse:
@@ -172,6 +183,7 @@ async def post_lead(
     request: Request,
     app: AppDep,
     settings: SettingsDep,
+    who: Annotated[Principal, permit(Action.LEAD_CREATE)],
     idempotency_key: str | None = Header(None, max_length=200),
 ) -> Response:
     """Answer only after the lead and its routing decision are committed.
@@ -185,9 +197,10 @@ async def post_lead(
         body = await read_body(request)
     except UnsupportedType as exc:
         return _unsupported(exc)
+    sender = (who.label, who.address, _honeypot(body, settings.honeypot_field))
     try:
         result = await receive_async(app, body.data, utcnow(), idempotency_key=idempotency_key,
-                                     problems=body.problems)  # fmt: skip
+                                     problems=body.problems, sender=sender)  # fmt: skip
     except InvalidInput as exc:
         if _wants_page(request, body):
             return _refusal_page(request, body, settings, exc)
@@ -214,7 +227,7 @@ async def post_lead(
     openapi_extra=_BODY,
     responses=error_responses(415),
 )
-async def dry_run_lead(request: Request, app: AppDep) -> Any:
+async def dry_run_lead(request: Request, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_READ)]) -> Any:
     try:
         body = await read_body(request)
     except UnsupportedType as exc:

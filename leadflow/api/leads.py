@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
-from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
+from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND, REFUSALS
 from leadflow.api.params import IsoTime, LeadflowRoute, LeadId, Offset, TextFilter, key_query
 from leadflow.api.schemas import (
     AssignmentOut,
@@ -19,12 +20,12 @@ from leadflow.api.schemas import (
     manager_ref,
 )
 from leadflow.api.sla import sla_view
-from leadflow.core.fields import CLEAN_TEXT_PATTERN
+from leadflow.core.policy import Action, Principal
 from leadflow.services.context import utcnow
 from leadflow.services.explain import explain_lead
 from leadflow.services.leads import LeadFilter, get_lead, list_leads, restore_lead, set_status
 
-router = APIRouter(prefix="/api/v1/leads", tags=["leads"], route_class=LeadflowRoute)
+router = APIRouter(prefix="/api/v1/leads", tags=["leads"], route_class=LeadflowRoute, responses=REFUSALS)
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +35,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
 @router.get("", response_model=LeadPage, summary="List leads, newest first")
 def get_leads(
     app: AppDep,
+    who: Annotated[Principal, permit(Action.LEAD_READ)],
     status: Annotated[str | None, key_query(description="A status of the funnel.")] = None,
     manager: Annotated[
         str | None, key_query(description="A manager's key, or 'none' for the unassigned queue.")
@@ -44,7 +46,8 @@ def get_leads(
     limit: int = Query(50, ge=1, le=500),
     offset: Offset = 0,
 ) -> LeadPage:
-    rows, total = list_leads(app, LeadFilter(status, manager, channel, created_from, created_to), limit, offset)
+    lead_filter = LeadFilter(status, manager, channel, created_from, created_to)
+    rows, total = list_leads(app, lead_filter, limit, offset, who=who)
     return LeadPage(
         items=[LeadSummary.model_validate(_summary(r)) for r in rows], total=total, limit=limit, offset=offset
     )
@@ -56,8 +59,8 @@ def get_leads(
     summary="A lead with its history and assignment reasons",
     responses=NOT_FOUND,
 )
-def get_one(lead_id: LeadId, app: AppDep) -> LeadDetail:
-    row = get_lead(app, lead_id)
+def get_one(lead_id: LeadId, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_READ)]) -> LeadDetail:
+    row = get_lead(app, lead_id, who=who)
     return LeadDetail.model_validate(
         {
             **_summary(row),
@@ -73,17 +76,13 @@ def get_one(lead_id: LeadId, app: AppDep) -> LeadDetail:
     summary="The whole routing decision: rules, candidates, rank inputs, the pick",
     responses=NOT_FOUND,
 )
-def routing(lead_id: LeadId, app: AppDep) -> dict[str, Any]:
-    return explain_lead(app, lead_id)
+def routing(lead_id: LeadId, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_READ)]) -> dict[str, Any]:
+    return explain_lead(app, lead_id, who=who)
 
 
 @router.post("/{lead_id}/restore", summary="Bring a junk lead back and route it", responses={**NOT_FOUND, **CONFLICT})
-def restore(
-    lead_id: LeadId,
-    app: AppDep,
-    actor: Annotated[str | None, Query(min_length=1, max_length=60, pattern=CLEAN_TEXT_PATTERN)] = None,
-) -> dict[str, Any]:
-    return restore_lead(app, lead_id, utcnow(), actor)
+def restore(lead_id: LeadId, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_WORK)]) -> dict[str, Any]:
+    return restore_lead(app, lead_id, utcnow(), who=who)
 
 
 @router.post(
@@ -91,5 +90,7 @@ def restore(
     summary="Move a lead to another funnel status",
     responses={**NOT_FOUND, **CONFLICT, **JSON_BODY},
 )
-def change_status(lead_id: LeadId, change: StatusChange, app: AppDep) -> dict[str, Any]:
-    return set_status(app, lead_id, change.status, utcnow(), change.actor, change.reason)
+def change_status(
+    lead_id: LeadId, change: StatusChange, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_WORK)]
+) -> dict[str, Any]:
+    return set_status(app, lead_id, change.status, utcnow(), who=who.acting_for(change.actor), reason=change.reason)

@@ -126,7 +126,10 @@ class LeadPage(BaseModel):
 class StatusChange(Body):
     status: Key = Field(description="A status of the funnel.")
     reason: Annotated[CleanText | None, Field(max_length=1000, description="Why; required for junk.")] = None
-    actor: Annotated[CleanText | None, Field(max_length=60, description="Who moves it.")] = None
+    actor: Annotated[
+        CleanText | None,
+        Field(max_length=60, description="For an integration's key: the person it acts for (kept in the history)."),
+    ] = None
 
 
 class ManagerOut(BaseModel):

@@ -10,11 +10,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
-from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND
+from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND, REFUSALS
 from leadflow.api.params import LeadflowRoute, LeadId, MessageId, Offset
 from leadflow.api.schemas import Body
 from leadflow.core.fields import CleanText
+from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import Key
 from leadflow.services.context import utcnow
 from leadflow.services.sla import list_breaches, record_contact
@@ -22,11 +24,14 @@ from leadflow.store import outbox
 from leadflow.store.db import READ_ONLY
 from leadflow.store.tables import outbox as outbox_table
 
-router = APIRouter(prefix="/api/v1", tags=["sla"], route_class=LeadflowRoute)
+router = APIRouter(prefix="/api/v1", tags=["sla"], route_class=LeadflowRoute, responses=REFUSALS)
 
 
 class ContactIn(Body):
-    manager: Key = Field(..., description="Key of the manager who made the contact; must own the lead.")
+    manager: Key | None = Field(
+        None,
+        description="The manager who made the contact (owns or owned the lead); a manager signed in: themselves.",
+    )
     kind: Literal["call", "message", "meeting"] = "call"
     outcome: Key = Field(
         "connected", description="call: connected, no_answer, busy, wrong_number; message: sent; meeting: set"
@@ -39,8 +44,10 @@ class ContactIn(Body):
     summary="Record a contact; a real one stops the first-contact clock",
     responses={**NOT_FOUND, **CONFLICT, **JSON_BODY},
 )
-def post_contact(lead_id: LeadId, body: ContactIn, app: AppDep) -> dict[str, Any]:
-    return record_contact(app, lead_id, body.manager, body.kind, body.outcome, utcnow(), body.note)
+def post_contact(
+    lead_id: LeadId, body: ContactIn, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_WORK)]
+) -> dict[str, Any]:
+    return record_contact(app, lead_id, body.manager, body.kind, body.outcome, utcnow(), body.note, who=who)
 
 
 def sla_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -57,10 +64,15 @@ def sla_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 @router.get("/sla/breaches", summary="Leads past their deadline, and leads that reached the end of a chain")
-def breaches(app: AppDep, limit: int = Query(100, ge=1, le=1000), offset: Offset = 0) -> dict[str, Any]:
+def breaches(
+    app: AppDep,
+    who: Annotated[Principal, permit(Action.SLA_READ)],
+    limit: int = Query(100, ge=1, le=1000),
+    offset: Offset = 0,
+) -> dict[str, Any]:
     """Uncontacted leads whose chain ended first (oldest first), then those past their deadline (the longest past
-    it first). `total` counts all of them, whatever the page."""
-    return list_breaches(app, utcnow(), limit, offset)
+    it first), of those the caller may see. `total` counts all of them, whatever the page."""
+    return list_breaches(app, utcnow(), limit, offset, who=who)
 
 
 class OutboxMessageOut(BaseModel):
@@ -91,6 +103,7 @@ class OutboxPage(BaseModel):
 )
 def list_outbox(
     app: AppDep,
+    who: Annotated[Principal, permit(Action.OUTBOX_READ)],
     status: Literal["pending", "sent", "dead"] | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: Offset = 0,
@@ -110,6 +123,6 @@ def list_outbox(
     summary="Put a dead notification back in the queue",
     responses={**NOT_FOUND, **CONFLICT},
 )
-def retry(message_id: MessageId, app: AppDep) -> dict[str, Any]:
+def retry(message_id: MessageId, app: AppDep, who: Annotated[Principal, permit(Action.OUTBOX_RETRY)]) -> dict[str, Any]:
     with app.engine.begin() as conn:
         return asdict(outbox.retry_dead(conn, message_id, utcnow()))

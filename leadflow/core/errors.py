@@ -35,3 +35,23 @@ class Conflict(LeadflowError):
     """The request is understood but does not fit the current state."""
 
     code = "conflict"  # the `error` of the answer; a kind of conflict a client acts on has its own
+
+
+class Unavailable(LeadflowError):
+    """Something leadflow needs (the database) does not answer: the request may be sent again later."""
+
+
+class Unauthenticated(LeadflowError):
+    """No credentials, or credentials that are not (or no longer) valid."""
+
+
+class Forbidden(LeadflowError):
+    """Known, but not allowed to do this."""
+
+
+class TooManyRequests(LeadflowError):
+    """Over a limit (sign-in attempts, leads a minute); `retry_after`: seconds until it lifts."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

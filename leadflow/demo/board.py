@@ -164,7 +164,9 @@ class Board:
         if type_ == "lead.chain_exhausted":
             return f"end of the chain: to {self.name(data.get('manager'))}"
         if type_ in ("lead.contacted", "lead.contact_attempt"):
-            return f"{verb(str(data.get('kind')), str(data.get('outcome')))} by {self.name(actor)}"
+            return (
+                f"{verb(str(data.get('kind')), str(data.get('outcome')))} by {self.name(data.get('manager') or actor)}"
+            )
         if type_ in ("lead.junked", "lead.unassigned", "lead.duplicate"):
             return f"{type_.removeprefix('lead.')}: {data.get('reason', '')}"
         return type_.removeprefix("lead.").replace("_", " ")

@@ -46,7 +46,7 @@ class DemoDriver:
 
     def __init__(
         self, board: Board, rules: RulesFile, url: str, database: str, deadline: timedelta, pace: float, seed: int,
-        console: Console, live: bool,
+        console: Console, live: bool, key: str,
     ) -> None:  # fmt: skip
         self.board = board
         self.rules = rules
@@ -58,7 +58,10 @@ class DemoDriver:
         self.live = live
         self.factory = LeadFactory(random.Random(seed))
         self.manager_rng = random.Random(seed + 1)  # its own stream, so the leads stay the same for a seed
-        self.client = httpx.Client(base_url=url, timeout=10, trust_env=False)  # loopback: never through a proxy
+        # Loopback: never through a proxy.
+        self.client = httpx.Client(
+            base_url=url, timeout=10, trust_env=False, headers={"Authorization": f"Bearer {key}"}
+        )
         self.run_id = uuid.uuid4().hex[:8]
         self.posted = 0
         self.seen: set[tuple[int, str]] = set()  # (lead, assigned_at) already planned

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,12 +21,15 @@ from leadflow.bootstrap import open_app, read_rules
 from leadflow.channels.config import NotifyConfig
 from leadflow.channels.senders import LogSender, Sender
 from leadflow.core.errors import LeadflowError
+from leadflow.core.policy import Principal
 from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import RulesError
 from leadflow.core.schedule import ScheduleError, parse_duration
 from leadflow.demo.board import Board, DemoSummary
 from leadflow.demo.driver import DemoDriver
 from leadflow.demo.screen import print_summary
+from leadflow.services.accounts import create_key
+from leadflow.services.context import utcnow
 from leadflow.settings import Settings
 from leadflow.store.tables import leads
 from leadflow.worker import Worker
@@ -33,6 +37,7 @@ from leadflow.worker import Worker
 __all__ = ["DEMO_RULES", "HOST", "DemoError", "demo_rules", "demo_senders", "run_demo"]
 
 DEMO_RULES = Path(__file__).parents[1] / "examples" / "demo-rules.yaml"
+DEMO = Principal("system", "demo")
 HOST = "127.0.0.1"
 
 
@@ -148,9 +153,12 @@ def run_demo(
             raise DemoError(str(exc)) from None
         with app.engine.connect() as conn:
             baseline = conn.execute(select(func.coalesce(func.max(leads.c.id), 0))).scalar_one()
+            # The simulated site and managers call the API as an integration would: with a key of their own.
+            key, _ = create_key(conn, f"demo {uuid.uuid4().hex[:8]}", "write", utcnow(), actor=DEMO)
+            conn.commit()
         board = Board(app.engine, rules, baseline)
         demo = DemoDriver(board, rules, settings.public_url, app.engine.url.render_as_string(hide_password=True),
-                          window, pace_seconds, seed, console, live and console.is_terminal)  # fmt: skip
+                          window, pace_seconds, seed, console, live and console.is_terminal, key)  # fmt: skip
         api = create_api(app, settings)
         worker = Worker(app, poll_seconds=settings.worker_poll_seconds, senders=demo_senders())
         api.state.worker = worker  # GET /api/v1/health shows the stand-in team chat as the channel

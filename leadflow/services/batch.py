@@ -57,6 +57,7 @@ from sqlalchemy.engine import Connection
 from leadflow.core.assignment import Placement, Want, place, placeable
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import CleanLead
+from leadflow.core.policy import Action, Principal
 from leadflow.core.routing import (
     FALLBACK,
     CandidateStore,
@@ -70,14 +71,15 @@ from leadflow.core.routing import (
     sticky_policy,
 )
 from leadflow.core.rules import RulesFile, Target, batch_order_keys
+from leadflow.services.access import every_team
 from leadflow.services.context import Leadflow
-from leadflow.services.intake import announce, decision_event
+from leadflow.services.intake import announce, decision_event, tells_anyone
 from leadflow.services.sla import INSERT_TIMER, Clock, clock_columns, plan_clock, timer_row
 from leadflow.store.db import READ_ONLY
-from leadflow.store.events import INSERT_ASSIGNMENT, INSERT_EVENT, append_events, assignment_row
+from leadflow.store.events import INSERT_ASSIGNMENT, INSERT_EVENT, append_events, assignment_row, new_event
 from leadflow.store.fast import Fast
 from leadflow.store.lead_rows import lead_row_to_clean
-from leadflow.store.tables import leads, rr_pointers
+from leadflow.store.tables import events, leads, rr_pointers
 from leadflow.store.team_state import ADD_LOAD, load_team_state, lock_teams
 
 KIND = "batch"  # assignments.kind of a lead routed by a batch run
@@ -134,6 +136,7 @@ _ASSIGN_LEAD = (
 _ASSIGN_LEADS = Fast(_ASSIGN_LEAD)
 _INSERT_ASSIGNMENTS = Fast(INSERT_ASSIGNMENT)
 _INSERT_EVENTS = Fast(INSERT_EVENT)
+_INSERT_EVENT_IDS = INSERT_EVENT.returning(events.c.id, sort_by_parameter_order=True)  # ids in the rows' order
 _INSERT_TIMERS = Fast(INSERT_TIMER)
 _ADD_LOADS = Fast(ADD_LOAD)
 
@@ -251,6 +254,7 @@ def assign_backlog(
     limit: int | None = None,
     order: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    who: Principal,
 ) -> BatchReport:
     """Route the unassigned queue, the most important leads first; commit every `chunk` leads.
 
@@ -258,6 +262,7 @@ def assign_backlog(
     "budget desc"]``. `limit` takes only the first leads of the queue. `progress` is called after each chunk with
     the number of leads that chunk handled. A dry run writes nothing and reports what the run would do now.
     """
+    every_team(who, Action.ROUTING_BATCH, "the batch")
     if chunk < 1:
         raise InvalidInput.one("chunk", "a chunk holds at least one lead")
     if limit is not None and limit < 0:
@@ -270,14 +275,14 @@ def assign_backlog(
     started = time.perf_counter()
     report = BatchReport(dry_run=dry_run)
     with _gc_paused():
-        _run(app, now, report, dry_run=dry_run, chunk=chunk, limit=limit, keys=keys, progress=progress)
+        _run(app, now, report, dry_run=dry_run, chunk=chunk, limit=limit, keys=keys, progress=progress, who=who)
     report.elapsed = time.perf_counter() - started
     return report
 
 
 def _run(
     app: Leadflow, now: datetime, report: BatchReport, *, dry_run: bool, chunk: int, limit: int | None,
-    keys: Sequence[tuple[str, bool]], progress: Callable[[int], None] | None,
+    keys: Sequence[tuple[str, bool]], progress: Callable[[int], None] | None, who: Principal,
 ) -> None:  # fmt: skip
     """assign_backlog's work: read, plan, then write chunk by chunk, filling in `report`."""
     rules = app.rules
@@ -308,7 +313,7 @@ def _run(
                 _tally(report, checked)
                 report.chunks += 1
                 if n == len(chunks) - 1:
-                    _write_run_event(conn, report, now)
+                    _write_run_event(conn, report, now, who)
         if dry_run:
             report.chunks += 1
         if progress is not None:
@@ -777,6 +782,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
     load: dict[int, tuple[int, Decimal]] = {}
     pointers: dict[str, tuple[str, Mapping[str, float] | None]] = {}
     store = CandidateStore()  # the chunk's candidate records, each stored once
+    written: list[_Plan] = []  # the plans of event_rows, in their order
     for p in plans:
         d = p.decision
         if d.manager_id is None or d.manager_key is None:
@@ -789,6 +795,7 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
                           "b_rule_key": columns["rule_key"]})  # fmt: skip
         assignment_rows.append(assignment_row(lead_id, d, KIND, now, store))
         event_rows.append(decision_event(lead_id, d, now))
+        written.append(p)
         if p.clock is not None and p.owner is not None:
             timer_rows.append(timer_row(lead_id, p.clock, p.owner, d.rule_key, now))
         count, value = load.get(d.manager_id, (0, _ZERO))
@@ -804,14 +811,17 @@ def _write(conn: Connection, app: Leadflow, plans: Sequence[_Plan], *, now: date
         return
     _ASSIGN_LEADS.run_many(conn, lead_rows)
     _INSERT_ASSIGNMENTS.run_many(conn, assignment_rows)
-    _INSERT_EVENTS.run_many(conn, event_rows)
+    event_ids: list[int | None] = [None] * len(written)
+    if any(tells_anyone(app, p.decision, p.owner) for p in written):
+        event_ids = list(conn.execute(_INSERT_EVENT_IDS, event_rows).scalars())  # the messages carry them
+    else:
+        _INSERT_EVENTS.run_many(conn, event_rows)
     _INSERT_TIMERS.run_many(conn, timer_rows)
     # Sorted by id: two writers updating the same managers then lock the rows in the same order.
     _ADD_LOADS.run_many(conn, [{"manager_id": m, "delta": c, "value": v} for m, (c, v) in sorted(load.items())])
     _save_pointers(conn, pointers)
-    for p in plans:
-        if p.decision.manager_id is not None:
-            announce(conn, app, p.queued.row["id"], p.queued.lead, p.decision, p.owner, p.clock, now)
+    for p, event_id in zip(written, event_ids, strict=True):
+        announce(conn, app, p.queued.row["id"], p.queued.lead, p.decision, p.owner, p.clock, now, event_id)
 
 
 def _save_pointers(conn: Connection, pointers: Mapping[str, tuple[str, Mapping[str, float] | None]]) -> None:
@@ -830,7 +840,7 @@ def _save_pointers(conn: Connection, pointers: Mapping[str, tuple[str, Mapping[s
         conn.execute(stmt.on_conflict_do_update(index_elements=["rule_key"], set_=set_), plain)
 
 
-def _write_run_event(conn: Connection, report: BatchReport, now: datetime) -> None:
-    """The run's one record: counts, the distribution, and why the rest stays in the queue."""
+def _write_run_event(conn: Connection, report: BatchReport, now: datetime, who: Principal) -> None:
+    """The run's one record: who ran it, counts, the distribution, and why the rest stays in the queue."""
     data = {k: v for k, v in report.summary().items() if k not in ("dry_run", "elapsed_ms")}  # not final yet
-    append_events(conn, [{"lead_id": None, "type": RUN_EVENT, "actor": KIND, "data": data, "at": now}])
+    append_events(conn, [new_event(None, RUN_EVENT, now, KIND if who.kind == "system" else who, **data)])

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from anyio import to_thread
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig
 from leadflow.core.lead import CleanLead
 from leadflow.core.rules import RulesFile
+from leadflow.store.tables import teams
 from leadflow.store.writer import GroupWriter
 
 T = TypeVar("T")
@@ -29,6 +30,21 @@ class Leadflow:
     predict: Callable[[CleanLead], tuple[float, list[dict[str, Any]]] | None] | None = None
     # The group writer, when this process serves intake (see store/writer.py); None: a transaction each.
     writer: GroupWriter | None = None
+    # Team ids by key, as the database numbered them (a team keeps its id while it exists).
+    _team_ids: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def team_id(self, conn: Connection, key: str | None) -> int | None:
+        if key is None:
+            return None
+        found = self._team_ids.get(key)
+        if found is None:
+            found = conn.execute(select(teams.c.id).where(teams.c.key == key)).scalar()
+            if found is not None:
+                self._team_ids[key] = found
+        return found
+
+    def forget_team(self, key: str) -> None:
+        self._team_ids.pop(key, None)
 
     def transaction(self, work: Callable[[Connection], T]) -> T:
         """Run `work` inside a write transaction, committed before this returns: on the group writer if there is

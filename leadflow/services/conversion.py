@@ -21,9 +21,11 @@ from leadflow.core.dedupe import Duplicate, Match, choose_duplicate
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput
 from leadflow.core.fields import CleanText, Money
 from leadflow.core.lead import MAX_SHORT, CleanLead
+from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import RulesFile
+from leadflow.services.access import guard_lead
 from leadflow.services.context import Leadflow
-from leadflow.store.events import append_events, new_event
+from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import lock_client, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, deals, leads, managers, timers
@@ -200,7 +202,7 @@ def convert_lead(
     contact: ContactIn | None,
     company: CompanyIn | None,
     deal: DealIn | None,
-    actor: str | None,
+    actor: Actor,
     keep_open: bool = False,
 ) -> Conversion:
     """Create or link Contact and Company (and a Deal for `to="deal"`) for a locked lead, in the caller's transaction.
@@ -356,21 +358,24 @@ def convert(
     contact: ContactIn | None = None,
     company: CompanyIn | None = None,
     deal: DealIn | None = None,
-    actor: str | None = None,
+    who: Principal,
 ) -> dict[str, Any]:
     """A manager converts their own lead (not one waiting at the quality desk); one transaction."""
     with app.engine.begin() as conn:
+        guard_lead(conn, who, lead_id, Action.LEAD_WORK)
         row = lock_lead(conn, lead_id)
         if row["queue"] == "desk":
             raise Conflict(
                 f"lead {lead_id} is waiting at the quality desk: convert it there "
                 f"(POST /api/v1/desk/{lead_id}/contact or /deal)"
             )
-        result = convert_lead(conn, app, row, now, to=to, contact=contact, company=company, deal=deal, actor=actor)
+        result = convert_lead(conn, app, row, now, to=to, contact=contact, company=company, deal=deal, actor=who)
         manager = None
         if result.manager_id is not None:
-            who = conn.execute(select(managers.c.key, managers.c.name).where(managers.c.id == result.manager_id)).one()
-            manager = {"key": who.key, "name": who.name}
+            owner_row = conn.execute(
+                select(managers.c.key, managers.c.name).where(managers.c.id == result.manager_id)
+            ).one()
+            manager = {"key": owner_row.key, "name": owner_row.name}
         answer = result.as_dict()
         if answer["deal"] is not None:
             answer["deal"]["manager"] = manager

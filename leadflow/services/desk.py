@@ -17,9 +17,11 @@ from sqlalchemy.engine import Connection, RowMapping
 from leadflow.core.dedupe import Duplicate, Match, choose_duplicate
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import CleanLead
+from leadflow.core.policy import Action, Principal
 from leadflow.core.routing import Candidate, Decision, ManagerState, check_manager, sticky_choice, sticky_policy
 from leadflow.core.rules import Target
 from leadflow.core.schedule import format_duration
+from leadflow.services.access import guard_lead, guard_team, restrict
 from leadflow.services.context import Leadflow
 from leadflow.services.conversion import (
     CompanyIn,
@@ -34,7 +36,7 @@ from leadflow.services.conversion import (
 from leadflow.services.intake import assign_existing, desk_team, route_now
 from leadflow.services.sla import DESK
 from leadflow.store.db import READ_ONLY
-from leadflow.store.events import append_events, new_event
+from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, events, leads, managers, teams, timers
@@ -49,12 +51,14 @@ DeskAction = Literal["junk", "contact", "deal", "to_owner", "assigned_by_hand"]
 # --- reading the queue ---------------------------------------------------------------------------------------
 
 
-def desk_queue(app: Leadflow, now: datetime, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-    """Leads waiting at the desk, oldest first, each with its wait, its deadline and the clients it may be."""
+def desk_queue(app: Leadflow, now: datetime, *, who: Principal, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """Leads waiting at the desk that `who` may see, oldest first, each with its wait, its deadline and the clients
+    it may be."""
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        query = select(leads).where(leads.c.queue == QUEUE).order_by(leads.c.created_at, leads.c.id)
+        query = restrict(select(leads).where(leads.c.queue == QUEUE), who).order_by(leads.c.created_at, leads.c.id)
         rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
-        total = conn.execute(select(func.count()).select_from(leads).where(leads.c.queue == QUEUE)).scalar_one()
+        counted = restrict(select(func.count()).select_from(leads).where(leads.c.queue == QUEUE), who)
+        total = conn.execute(counted).scalar_one()
         team_of = _queued_teams(conn, [r["id"] for r in rows])
         found = {r["id"]: _matches(conn, app, r) for r in rows}
         owner_ids = {m.owner_id for ms in found.values() for m in ms if m.owner_id is not None}
@@ -110,12 +114,13 @@ def _matches(conn: Connection, app: Leadflow, row: RowMapping) -> list[Match]:
 # --- desk actions --------------------------------------------------------------------------------------------
 
 
-def junk_at_desk(app: Leadflow, lead_id: int, now: datetime, *, reason: str, actor: str) -> dict[str, Any]:
+def junk_at_desk(app: Leadflow, lead_id: int, now: datetime, *, reason: str, who: Principal) -> dict[str, Any]:
     """Set the lead aside as junk with the reason; it stays stored and `POST /leads/{id}/restore` brings it back."""
     if not reason.strip():
         raise InvalidInput.one("reason", "say why the lead is junk, so it can be judged and restored later")
     with app.engine.begin() as conn:
-        row = _at_desk(conn, lead_id)
+        row = _at_desk(conn, who, lead_id)
+        actor = who
         conn.execute(
             update(leads)
             .where(leads.c.id == lead_id)
@@ -131,14 +136,15 @@ def junk_at_desk(app: Leadflow, lead_id: int, now: datetime, *, reason: str, act
 
 def contact_at_desk(
     app: Leadflow, lead_id: int, now: datetime, *, contact: ContactIn | None, company: CompanyIn | None,
-    note: str | None, actor: str,
+    note: str | None, who: Principal,
 ) -> dict[str, Any]:  # fmt: skip
     """Low value: convert to Contact + Company and keep them for later, nothing assigned.
 
     A client who already has an owner is the exception: the lead goes to that owner with a note to attach it.
     """
     with app.engine.begin() as conn:
-        row = _at_desk(conn, lead_id)
+        row = _at_desk(conn, who, lead_id)
+        actor = who
         client = find_client(conn, app, row, contact, company)
         owner, owned_note = _owner_decision(conn, app, client.owned, note, row, now)
         conversion = convert_lead(conn, app, row, now, to="contact", contact=contact, company=company, deal=None,
@@ -158,7 +164,7 @@ def contact_at_desk(
 
 def deal_at_desk(
     app: Leadflow, lead_id: int, now: datetime, *, deal: DealIn | None, contact: ContactIn | None,
-    company: CompanyIn | None, hand_to: str, note: str | None, actor: str,
+    company: CompanyIn | None, hand_to: str, note: str | None, who: Principal,
 ) -> dict[str, Any]:  # fmt: skip
     """Hot: convert to Deal + Contact + Company, then hand the lead and its deal to a manager.
 
@@ -166,7 +172,8 @@ def deal_at_desk(
     free manager by the routing rules) or a manager's key. A client who already has an owner goes to that owner.
     """
     with app.engine.begin() as conn:
-        row = _at_desk(conn, lead_id)
+        row = _at_desk(conn, who, lead_id)
+        actor = who
         if hand_to not in (HEAD, AUTO):
             manager_by_key(conn, app, hand_to, "hand_to")  # a wrong key is refused even when the owner takes it
         clean = lead_row_to_clean(row)
@@ -191,10 +198,11 @@ def deal_at_desk(
         return _answer(conn, lead_id, decision.reason, conversion)
 
 
-def to_owner_at_desk(app: Leadflow, lead_id: int, now: datetime, *, note: str | None, actor: str) -> dict[str, Any]:
+def to_owner_at_desk(app: Leadflow, lead_id: int, now: datetime, *, note: str | None, who: Principal) -> dict[str, Any]:
     """A duplicate found at the desk goes to the manager who owns the client, with a note to attach it."""
     with app.engine.begin() as conn:
-        row = _at_desk(conn, lead_id)
+        row = _at_desk(conn, who, lead_id)
+        actor = who
         found = _matches(conn, app, row)
         duplicate = choose_duplicate(m for m in found if m.owner_id is not None)
         if duplicate is None:
@@ -214,7 +222,7 @@ def to_owner_at_desk(app: Leadflow, lead_id: int, now: datetime, *, note: str | 
 
 
 def assign_by_hand(
-    app: Leadflow, lead_id: int, now: datetime, *, manager: str, reason: str, actor: str
+    app: Leadflow, lead_id: int, now: datetime, *, manager: str, reason: str, who: Principal
 ) -> dict[str, Any]:
     """A head of sales gives an open lead to a manager, whatever the rules say; the reason is kept with it.
 
@@ -224,11 +232,14 @@ def assign_by_hand(
     if not reason.strip():
         raise InvalidInput.one("reason", "say why the lead is reassigned: it is kept with the assignment")
     with app.engine.begin() as conn:
+        guard_lead(conn, who, lead_id, Action.LEAD_ASSIGN)
+        actor = who
         row = lock_lead(conn, lead_id)
         if row["status"] not in app.rules.open_statuses:
             hint = ": restore it first" if row["status"] == "junk" else ""
             raise Conflict(f"lead {lead_id} is '{row['status']}', not open: only open leads are reassigned{hint}")
         target = manager_by_key(conn, app, manager, "manager")
+        guard_team(who, Action.LEAD_ASSIGN, app.team_id(conn, target.team), f"manager '{target.key}'")
         old = load_manager(conn, row["manager_id"], app.rules.default_timezone) if row["manager_id"] else None
         if old is not None and old.id == target.id:
             raise Conflict(f"lead {lead_id} is already with {target.name}")
@@ -281,11 +292,12 @@ def by_hand(m: ManagerState, lead: CleanLead, now: datetime, reason: str) -> Dec
 # --- helpers -------------------------------------------------------------------------------------------------
 
 
-def _at_desk(conn: Connection, lead_id: int) -> RowMapping:
+def _at_desk(conn: Connection, who: Principal, lead_id: int) -> RowMapping:
+    guard_lead(conn, who, lead_id, Action.DESK_WORK)
     row = lock_lead(conn, lead_id)
     if row["queue"] != QUEUE:
-        who = conn.execute(select(managers.c.name).where(managers.c.id == row["manager_id"])).scalar()
-        where = f"'{row['status']}'" + (f", with {who}" if who else "")
+        owner = conn.execute(select(managers.c.name).where(managers.c.id == row["manager_id"])).scalar()
+        where = f"'{row['status']}'" + (f", with {owner}" if owner else "")
         raise Conflict(f"lead {lead_id} is not in the quality desk queue (it is {where}): desk actions need a lead "
                        "waiting at the desk")  # fmt: skip
     return row
@@ -301,7 +313,7 @@ def _desk_team(conn: Connection, app: Leadflow, row: RowMapping) -> str | None:
 
 
 def _left_desk(
-    conn: Connection, app: Leadflow, row: RowMapping, now: datetime, actor: str, action: DeskAction, **data: Any
+    conn: Connection, app: Leadflow, row: RowMapping, now: datetime, actor: Actor, action: DeskAction, **data: Any
 ) -> dict[str, Any]:
     """The desk's own record: what was done, by whom, how long the lead waited and whether within the desk SLA."""
     team_key = _desk_team(conn, app, row)
@@ -381,7 +393,7 @@ def _attach_to(conn: Connection, m: Match) -> str:
 
 def _send_to_owner(
     conn: Connection, app: Leadflow, row: RowMapping, now: datetime, decision: Decision, duplicate: Duplicate,
-    conversion: Conversion | None, actor: str, note: str | None,
+    conversion: Conversion | None, actor: Actor, note: str | None,
 ) -> None:  # fmt: skip
     """Give the lead to the client's owner: link it to the client, say it is a duplicate, assign it."""
     match = duplicate.match

@@ -10,6 +10,7 @@ from leadflow.core.cleaning import clean_lead
 from leadflow.core.errors import FieldProblem
 from leadflow.core.junk import check_usable
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import Principal
 from leadflow.core.routing import FALLBACK, matching_rules, route, teams_involved
 from leadflow.core.scoring import qualify
 from leadflow.services.context import Leadflow
@@ -20,10 +21,10 @@ from leadflow.store.team_state import load_team_state
 _DECISION_EVENTS = ("lead.assigned", "lead.unassigned", "lead.escalated", "lead.chain_exhausted")
 
 
-def explain_lead(app: Leadflow, lead_id: int) -> dict[str, Any]:
+def explain_lead(app: Leadflow, lead_id: int, *, who: Principal) -> dict[str, Any]:
     """Every routing decision of the lead, newest last: rules looked at, candidates with their verdicts and rank
     inputs, the pick and the reason."""
-    lead = get_lead(app, lead_id)
+    lead = get_lead(app, lead_id, who=who)
     rules_by_event = [e["data"].get("rules") for e in lead["events"] if e["type"] in _DECISION_EVENTS]
     decisions = []
     for i, a in enumerate(lead["assignments"]):

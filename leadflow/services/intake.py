@@ -47,12 +47,15 @@ from leadflow.services.sla import (
     plan_clock,
     write_timer,
 )
-from leadflow.store.events import append_events, new_event, record_assignment
+from leadflow.store.events import add_event, append_events, new_event, record_assignment
 from leadflow.store.fast import Fast
 from leadflow.store.lead_rows import identity_keys, lead_row_to_clean, lock_client, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import leads, managers, teams
 from leadflow.store.team_state import add_load, load_manager, load_team_state, lock_teams, save_pointer
+
+# Who sent a lead: (actor, client address, a junk verdict on the request itself); None: leadflow itself (a file).
+Sender = tuple[str | None, str | None, str | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +79,12 @@ class IdempotencyKeyReused(Conflict):
 
 def receive(
     app: Leadflow, data: Mapping[str, Any], now: datetime, *, idempotency_key: str | None = None,
-    problems: Sequence[FieldProblem] = (),
+    problems: Sequence[FieldProblem] = (), sender: Sender = None,
 ) -> Intake:  # fmt: skip
     """Take in a lead exactly as a channel sent it (a JSON object, a form, a CSV row): read it leniently, keep it."""
     lead_in, found, payload = read_lead(data)
-    return take_lead(app, lead_in, now, raw=payload, idempotency_key=idempotency_key, problems=[*problems, *found])
+    return take_lead(app, lead_in, now, raw=payload, idempotency_key=idempotency_key, problems=[*problems, *found],
+                     sender=sender)  # fmt: skip
 
 
 def fingerprint(payload: Mapping[str, Any]) -> str:
@@ -90,13 +94,14 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 
 def take_lead(
     app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
-    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
+    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (), sender: Sender = None,
 ) -> Intake:  # fmt: skip
     """Commit the lead and its decision together, then return; a repeated delivery returns the first lead.
 
     A lead with any usable way to reach the client is kept, with what was wrong in it named in its `problems`.
     """
-    work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems)
+    work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems,
+                        sender=sender)  # fmt: skip
     try:
         return app.transaction(work)
     except IntegrityError as exc:
@@ -105,11 +110,12 @@ def take_lead(
 
 async def take_lead_async(
     app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
-    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
+    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (), sender: Sender = None,
 ) -> Intake:  # fmt: skip
     """take_lead() for the HTTP layer: the lead is read and cleaned on the event loop, and the transaction runs on
     the process's group writer (no thread waits for it) or, without one, on a thread of the pool."""
-    work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems)
+    work = prepare_lead(app, lead_in, now, raw=raw, idempotency_key=idempotency_key, problems=problems,
+                        sender=sender)  # fmt: skip
     try:
         return await app.transaction_async(work)
     except IntegrityError as exc:
@@ -118,17 +124,17 @@ async def take_lead_async(
 
 async def receive_async(
     app: Leadflow, data: Mapping[str, Any], now: datetime, *, idempotency_key: str | None = None,
-    problems: Sequence[FieldProblem] = (),
+    problems: Sequence[FieldProblem] = (), sender: Sender = None,
 ) -> Intake:  # fmt: skip
     """receive() for the HTTP layer (see take_lead_async)."""
     lead_in, found, payload = read_lead(data)
     return await take_lead_async(app, lead_in, now, raw=payload, idempotency_key=idempotency_key,
-                                 problems=[*problems, *found])  # fmt: skip
+                                 problems=[*problems, *found], sender=sender)  # fmt: skip
 
 
 def prepare_lead(
     app: Leadflow, lead_in: LeadIn, now: datetime, *, raw: dict[str, Any] | None = None,
-    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (),
+    idempotency_key: str | None = None, problems: Sequence[FieldProblem] = (), sender: Sender = None,
 ) -> TakeLead:  # fmt: skip
     """Everything before the transaction: clean, check, predict, fingerprint. Raises InvalidInput before anything
     is written."""
@@ -137,7 +143,9 @@ def prepare_lead(
     # Predicted before the transaction: the model is read on its own connection, never two held at once.
     prediction = app.predict(clean) if app.predict is not None and app.rules.scoring.predictive else None
     payload = raw if raw is not None else lead_in.model_dump(mode="json", exclude_none=True)
-    return TakeLead(app, clean, payload, Request(idempotency_key, fingerprint(payload)), now, prediction)
+    actor, address, junk = sender or (None, None, None)
+    request = Request(idempotency_key, fingerprint(payload), actor, address, junk)
+    return TakeLead(app, clean, payload, request, now, prediction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +177,13 @@ class TakeLead:
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """The delivery: its idempotency key and content, who sent it and from where."""
+
     idempotency_key: str | None
     fingerprint: str
+    actor: str | None = None  # "key:site form", "user:olena"
+    address: str | None = None
+    junk: str | None = None  # the request itself shows a bot (a filled honeypot field): kept, set aside
 
 
 _INSERT_LEAD = Fast(leads.insert().returning(leads.c.id))
@@ -226,7 +239,7 @@ def _take(
     prediction: tuple[float, list[dict[str, Any]]] | None,
 ) -> Intake:
     rules = app.rules
-    junk = junk_reason(clean, rules.junk)
+    junk = request.junk or junk_reason(clean, rules.junk)
     duplicate = None
     decision: Decision | None = None
     owner: ManagerState | None = None
@@ -267,6 +280,8 @@ def _take(
         prediction = None
 
     status = "junk" if junk else "assigned" if decision and decision.assigned else "new"
+    # The team it is headed for: whose head and desk see it while no one owns it (junk too).
+    team = headed_for(clean, rules) if junk else headed
     clock = plan_clock(rules, clean, decision, owner, now) if decision and owner else None
     match = duplicate.match if duplicate else None
     lead_id = _INSERT_LEAD.scalar(
@@ -280,7 +295,7 @@ def _take(
             "language": clean.language, "budget": clean.budget, "message": clean.message, "utm": clean.utm,
             "raw": payload, "status": status,
             "manager_id": decision.manager_id if decision else None,
-            "team_id": None,
+            "team_id": app.team_id(conn, team.key if team is not None else None),
             "contact_id": match.contact_id if match and match.kind != "account" else None,
             "company_id": match.company_id if match else None,
             "duplicate_of_id": match.id if match and match.kind == "lead" else None,
@@ -301,7 +316,8 @@ def _take(
         },
     )  # fmt: skip
 
-    history = [new_event(lead_id, "lead.received", now, channel=clean.channel, source=clean.source)]
+    history = [new_event(lead_id, "lead.received", now, request.actor, address=request.address,
+                         channel=clean.channel, source=clean.source)]  # fmt: skip
     if qualification.score is not None or qualification.temperature is not None:
         history.append(new_event(lead_id, "lead.scored", now, reason=qualification.reason, score=qualification.score,
                                  temperature=qualification.temperature, probability=probability))  # fmt: skip
@@ -316,10 +332,12 @@ def _take(
         history.append(new_event(lead_id, kind, now, reason=duplicate.reason, match_id=duplicate.match.id))
     if desk is not None:
         history.append(queue_at_desk(conn, lead_id, desk, now))
+    told = decision is not None and tells_anyone(app, decision, owner)
     if decision is not None:
         apply_decision(conn, lead_id, decision, "sticky" if decision.strategy == "sticky" else "initial", now,
                        clean.budget)  # fmt: skip
-        history.append(decision_event(lead_id, decision, now))
+        if not told:
+            history.append(decision_event(lead_id, decision, now))
         if decision.wait_until is not None:
             conn.execute(INSERT_TIMER, {"lead_id": lead_id, "kind": ROUTE_AT, "due_at": decision.wait_until,
                                            "data": {"rule": decision.rule_key}, "created_at": now})  # fmt: skip
@@ -327,7 +345,9 @@ def _take(
     if clock is not None and owner is not None:
         write_timer(conn, lead_id, clock, owner, decision.rule_key if decision else None, now)
     if decision is not None:
-        announce(conn, app, lead_id, clean, decision, owner, clock, now)
+        # Written last, on its own when someone is told: its id goes into every message about it.
+        event_id = add_event(conn, decision_event(lead_id, decision, now)) if told else None
+        announce(conn, app, lead_id, clean, decision, owner, clock, now, event_id)
     if decision is None:
         why = junk or (f"waiting for the quality desk of team '{desk.key}'" if desk else "")
         return Intake(lead_id, True, status, None, None, None, why, problems=clean.problems)
@@ -392,14 +412,15 @@ def _fold(
     append_events(conn, [
         new_event(request_id, "lead.received", now, channel=clean.channel, source=clean.source),
         new_event(request_id, "lead.merged", now, reason=reason, into=target.id),
-        new_event(target.id, "lead.repeat", now, reason=f"the client wrote again via {clean.channel}",
-                  request=request_id, channel=clean.channel, product=clean.product, message=clean.message,
-                  filled=sorted(filled)),
     ])  # fmt: skip
+    repeat = new_event(target.id, "lead.repeat", now, reason=f"the client wrote again via {clean.channel}",
+                       request=request_id, channel=clean.channel, product=clean.product, message=clean.message,
+                       filled=sorted(filled))  # fmt: skip
+    repeat_id = add_event(conn, repeat)  # its id goes into the owner's message
     if lead["manager_id"] is not None:
         owner = load_manager(conn, lead["manager_id"], app.rules.default_timezone)
         context = lead_context(app, target.id, lead_row_to_clean(lead)) | {"message": clean.message}
-        notify(conn, app, "lead.repeat", None, owner, context, now)
+        notify(conn, app, "lead.repeat", repeat_id, owner, context, now)
     return Intake(target.id, False, lead["status"], lead["manager_id"], lead["manager_key"], lead["manager_name"],
                   reason, merged=True, problems=clean.problems)  # fmt: skip
 
@@ -467,13 +488,13 @@ def assign_existing(
         )
     )
     apply_decision(conn, row["id"], decision, kind, now, row["budget"])
-    append_events(conn, [decision_event(row["id"], decision, now)])
+    event_id = add_event(conn, decision_event(row["id"], decision, now))
     if deadline is not None and owner is not None:
         write_timer(conn, row["id"], deadline, owner, decision.rule_key, now)
     if decision.wait_until is not None:
         conn.execute(INSERT_TIMER, {"lead_id": row["id"], "kind": ROUTE_AT, "due_at": decision.wait_until,
                                        "data": {"rule": decision.rule_key}, "created_at": now})  # fmt: skip
-    announce(conn, app, row["id"], clean, decision, owner, deadline, now)
+    announce(conn, app, row["id"], clean, decision, owner, deadline, now, event_id)
     return decision
 
 
@@ -486,25 +507,34 @@ def route_now(conn: Connection, clean: CleanLead, rules: RulesFile, now: datetim
     return route(clean, rules, state, now), state
 
 
+def tells_anyone(app: Leadflow, decision: Decision, owner: ManagerState | None) -> bool:
+    """Whether announce() has anyone to tell; asked before the decision's event is written, so that its id is read
+    back only when a message will carry it."""
+    if not decision.assigned:
+        return True  # the team chats
+    return bool(owner and (owner.email or owner.telegram_chat_id)) or bool(app.notify.webhook_urls)
+
+
 def announce(
     conn: Connection, app: Leadflow, lead_id: int, clean: CleanLead, decision: Decision,
-    owner: ManagerState | None, clock: Clock | None, now: datetime,
+    owner: ManagerState | None, clock: Clock | None, now: datetime, event_id: int | None,
 ) -> None:  # fmt: skip
-    """Tell the new owner (and the webhooks); a lead no one could take is announced to the team chat."""
-    if decision.assigned and not (owner and (owner.email or owner.telegram_chat_id)) and not app.notify.webhook_urls:
+    """Tell the new owner (and the webhooks); a lead no one could take is announced to the team chat. event_id: the
+    decision's event, which every message names."""
+    if not tells_anyone(app, decision, owner):
         return  # nobody to tell: skip building the message on the hot path
     context = lead_context(app, lead_id, clean) | {"manager_name": decision.manager_name, "reason": decision.reason}
     if clock is not None and owner is not None:
         local = clock.due_at.astimezone(ZoneInfo(owner.hours.timezone))
         context["due_at_local"] = local.strftime("%H:%M %d.%m")
     if decision.assigned:
-        notify(conn, app, "lead.assigned", None, owner, context, now)
+        notify(conn, app, "lead.assigned", event_id, owner, context, now)
     else:
         query = select(teams).where(teams.c.key.in_(teams_involved(clean, app.rules)))
         chats: list[RowMapping | None] = [*conn.execute(query).mappings().all()] or [None]
         for chat in chats:
-            notify(conn, app, "lead.unassigned", None, None, context | {"team_name": chat["name"] if chat else None},
-                   now, team_chat=chat)  # fmt: skip
+            notify(conn, app, "lead.unassigned", event_id, None,
+                   context | {"team_name": chat["name"] if chat else None}, now, team_chat=chat)  # fmt: skip
 
 
 def apply_decision(

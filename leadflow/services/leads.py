@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from leadflow.core.policy import Action, Principal
+from leadflow.services.access import guard_lead, restrict
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import assign_existing, desk_team, queue_at_desk
 from leadflow.services.sla import stop_clock
@@ -32,9 +34,10 @@ class LeadFilter:
     created_to: datetime | None = None
 
 
-def get_lead(app: Leadflow, lead_id: int) -> dict[str, Any]:
+def get_lead(app: Leadflow, lead_id: int, *, who: Principal) -> dict[str, Any]:
     """The lead, who owns it, every assignment with its reason and the whole event history."""
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        guard_lead(conn, who, lead_id, Action.LEAD_READ)
         row = conn.execute(_LEAD_VIEW.where(leads.c.id == lead_id)).mappings().first()
         if row is None:
             raise NotFound(f"lead {lead_id} does not exist")
@@ -82,26 +85,30 @@ def check_filter(app: Leadflow, f: LeadFilter) -> None:
         raise InvalidInput(problems)
 
 
-def list_leads(app: Leadflow, f: LeadFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Newest first; the total counts every lead that matches the filter."""
+def list_leads(
+    app: Leadflow, f: LeadFilter, limit: int, offset: int, *, who: Principal
+) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, of the leads `who` may see; the total counts every one of them that matches the filter."""
     check_filter(app, f)
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        rows = conn.execute(_filtered(_LEAD_VIEW, f).order_by(leads.c.id.desc()).limit(limit).offset(offset))
+        page = restrict(_filtered(_LEAD_VIEW, f), who).order_by(leads.c.id.desc()).limit(limit).offset(offset)
+        rows = conn.execute(page)
         # The join to managers only when the filter names a manager: counting through it read every lead twice.
         counted = (
             leads.join(managers, managers.c.id == leads.c.manager_id) if f.manager not in (None, "none") else leads
         )
-        total = conn.execute(_filtered(select(func.count()).select_from(counted), f)).scalar_one()
+        total = conn.execute(restrict(_filtered(select(func.count()).select_from(counted), f), who)).scalar_one()
         return [dict(r) for r in rows.mappings()], total
 
 
-def restore_lead(app: Leadflow, lead_id: int, now: datetime, actor: str | None = None) -> dict[str, Any]:
+def restore_lead(app: Leadflow, lead_id: int, now: datetime, *, who: Principal) -> dict[str, Any]:
     """Bring a junk lead back: status new, and on as if it had just arrived (its team's quality desk, or routed)."""
     with app.engine.begin() as conn:
+        guard_lead(conn, who, lead_id, Action.LEAD_WORK)
         row = lock_lead(conn, lead_id)
         if row["status"] != "junk":
             raise Conflict(f"lead {lead_id} is '{row['status']}', not junk: only junk can be restored")
-        restored = new_event(lead_id, "lead.restored", now, actor, was=row["junk_reason"])
+        restored = new_event(lead_id, "lead.restored", now, who, was=row["junk_reason"])
         desk = desk_team(lead_row_to_clean(row), app.rules)
         if desk is not None:
             conn.execute(update(leads).where(leads.c.id == lead_id).values(status="new", queue="desk", updated_at=now))
@@ -114,7 +121,7 @@ def restore_lead(app: Leadflow, lead_id: int, now: datetime, actor: str | None =
 
 
 def set_status(
-    app: Leadflow, lead_id: int, status: str, now: datetime, actor: str | None = None, reason: str | None = None
+    app: Leadflow, lead_id: int, status: str, now: datetime, *, who: Principal, reason: str | None = None
 ) -> dict[str, Any]:
     """Move a lead to another funnel status; a manager's load follows open/closed."""
     statuses = {s.key: s for s in app.rules.funnel}
@@ -123,6 +130,7 @@ def set_status(
     if status == "junk" and not reason:
         raise InvalidInput.one("reason", "say why the lead is junk, so it can be judged and restored later")
     with app.engine.begin() as conn:
+        guard_lead(conn, who, lead_id, Action.LEAD_WORK)
         row = lock_lead(conn, lead_id)
         old = row["status"]
         if old == status:
@@ -142,5 +150,7 @@ def set_status(
             stop_clock(conn, lead_id)
             values.update(sla_state="stopped", sla_due_at=None)
         conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
-        append_events(conn, [new_event(lead_id, "lead.status_changed", now, actor, old=old, new=status, reason=reason)])
+        change = new_event(lead_id, "lead.status_changed", now, who, old=old, new=status,
+                           reason=reason)  # fmt: skip
+        append_events(conn, [change])
         return {"id": lead_id, "status": status}

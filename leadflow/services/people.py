@@ -12,10 +12,13 @@ from sqlalchemy.engine import Connection
 
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from leadflow.core.fields import CleanJson, CleanText
+from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import Condition, Key, Manager, Team, Vacation
 from leadflow.core.schedule import ScheduleError, parse_working_hours
+from leadflow.services.access import guard_team
 from leadflow.services.context import Leadflow
 from leadflow.store.db import READ_ONLY
+from leadflow.store.events import append_events, new_event
 from leadflow.store.tables import leads, managers, teams
 
 _MANAGER_VIEW = select(managers, teams.c.key.label("team")).join(teams, teams.c.id == managers.c.team_id)
@@ -148,43 +151,53 @@ def get_manager(app: Leadflow, key: str) -> dict[str, Any]:
         return _manager(conn, key)
 
 
-def create_manager(app: Leadflow, data: Manager, now: datetime) -> dict[str, Any]:
+def create_manager(app: Leadflow, data: Manager, now: datetime, *, who: Principal) -> dict[str, Any]:
     _check_hours(data.hours, app.rules.default_timezone)
     with app.engine.begin() as conn:
+        team_id = _team_id(conn, data.team)
+        guard_team(who, Action.PEOPLE_WRITE, team_id, f"team '{data.team}'")
         if conn.execute(select(exists().where(managers.c.key == data.key))).scalar():
             raise Conflict(f"manager '{data.key}' already exists")
         values = data.model_dump(exclude={"team"})
-        values.update(team_id=_team_id(conn, data.team), open_leads=0, created_at=now, updated_at=now)
+        values.update(team_id=team_id, open_leads=0, created_at=now, updated_at=now)
         values.update(regions=list(data.regions), products=list(data.products), languages=list(data.languages))
         # Stored as the rules file writes them, which is how routing reads them back.
         values["vacations"] = [{"from": v.start.isoformat(), "to": v.end.isoformat()} for v in data.vacations]
         values["accepts"] = data.accepts.as_json() if data.accepts is not None else None
         conn.execute(managers.insert().values(**values))
+        append_events(conn, [new_event(None, "manager.created", now, who, manager=data.key, team=data.team)])
         return _manager(conn, data.key)
 
 
-def update_manager(app: Leadflow, key: str, patch: ManagerPatch, now: datetime) -> dict[str, Any]:
+def update_manager(app: Leadflow, key: str, patch: ManagerPatch, now: datetime, *, who: Principal) -> dict[str, Any]:
     changes = patch.model_dump(exclude_unset=True)
     _no_nulls(changes, ("name", "team", "capacity", "active", "absent", "regions", "products", "languages"))
     if "hours" in changes:
         _check_hours(changes["hours"], app.rules.default_timezone)
     with app.engine.begin() as conn:
-        _manager(conn, key)
+        current = _manager(conn, key)
+        guard_team(who, Action.PEOPLE_WRITE, current["team_id"], f"manager '{key}'")
+        changed = sorted(changes)
         if "team" in changes:
-            changes["team_id"] = _team_id(conn, changes.pop("team"))
+            new_team = changes.pop("team")
+            changes["team_id"] = _team_id(conn, new_team)
+            guard_team(who, Action.PEOPLE_WRITE, changes["team_id"], f"team '{new_team}'")
         if "accepts" in changes:
             changes["accepts"] = _accepts(changes["accepts"])
         for field, fold in (("regions", str.upper), ("products", str.lower), ("languages", str.lower)):
             if changes.get(field) is not None:
                 changes[field] = [fold(v) for v in changes[field]]
         conn.execute(update(managers).where(managers.c.key == key).values(**changes, updated_at=now))
+        append_events(conn, [new_event(None, "manager.updated", now, who, manager=key, fields=changed)])
         return _manager(conn, key)
 
 
-def delete_manager(app: Leadflow, key: str, now: datetime) -> dict[str, Any]:
+def delete_manager(app: Leadflow, key: str, now: datetime, *, who: Principal) -> dict[str, Any]:
     """Remove a manager who never had a lead; one with history is deactivated instead, so reports stay whole."""
     with app.engine.begin() as conn:
         row = _manager(conn, key)
+        guard_team(who, Action.PEOPLE_WRITE, row["team_id"], f"manager '{key}'")
+        append_events(conn, [new_event(None, "manager.removed", now, who, manager=key)])
         if conn.execute(select(exists().where(leads.c.manager_id == row["id"]))).scalar():
             conn.execute(update(managers).where(managers.c.key == key).values(active=False, updated_at=now))
             return {**_manager(conn, key), "deleted": False}
@@ -210,9 +223,10 @@ def get_team(app: Leadflow, key: str) -> dict[str, Any]:
         return _team(conn, key)
 
 
-def create_team(app: Leadflow, data: Team, now: datetime) -> dict[str, Any]:
+def create_team(app: Leadflow, data: Team, now: datetime, *, who: Principal) -> dict[str, Any]:
     _check_hours(data.hours, data.timezone or app.rules.default_timezone)
     with app.engine.begin() as conn:
+        append_events(conn, [new_event(None, "team.created", now, who, team=data.key)])
         if conn.execute(select(exists().where(teams.c.key == data.key))).scalar():
             raise Conflict(f"team '{data.key}' already exists")
         conn.execute(
@@ -227,13 +241,15 @@ def create_team(app: Leadflow, data: Team, now: datetime) -> dict[str, Any]:
         return _team(conn, data.key)
 
 
-def update_team(app: Leadflow, key: str, patch: TeamPatch, now: datetime) -> dict[str, Any]:
+def update_team(app: Leadflow, key: str, patch: TeamPatch, now: datetime, *, who: Principal) -> dict[str, Any]:
     changes = patch.model_dump(exclude_unset=True)
     _no_nulls(changes, ("name",))
     if "head" in changes:
         changes["head_key"] = changes.pop("head")
     with app.engine.begin() as conn:
         current = _team(conn, key)
+        guard_team(who, Action.PEOPLE_WRITE, current["id"], f"team '{key}'")
+        append_events(conn, [new_event(None, "team.updated", now, who, team=key, fields=sorted(changes))])
         if "hours" in changes or "timezone" in changes:
             timezone = changes.get("timezone") or current["timezone"] or app.rules.default_timezone
             _check_hours(changes.get("hours", current["hours"]), timezone)
@@ -243,9 +259,11 @@ def update_team(app: Leadflow, key: str, patch: TeamPatch, now: datetime) -> dic
         return _team(conn, key)
 
 
-def delete_team(app: Leadflow, key: str) -> None:
+def delete_team(app: Leadflow, key: str, now: datetime, *, who: Principal) -> None:
     with app.engine.begin() as conn:
         team = _team(conn, key)
+        append_events(conn, [new_event(None, "team.removed", now, who, team=key)])
         if conn.execute(select(exists().where(managers.c.team_id == team["id"]))).scalar():
             raise Conflict(f"team '{key}' still has managers: move or remove them first")
         conn.execute(delete(teams).where(teams.c.key == key))
+    app.forget_team(key)

@@ -18,10 +18,12 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import Conflict, InvalidInput, NotFound
 from leadflow.core.lead import CleanLead
+from leadflow.core.policy import Principal
 from leadflow.core.routing import FALLBACK, Decision, LiveState, ManagerState, teams_involved
 from leadflow.core.rules import RulesFile, SlaPolicy
 from leadflow.core.schedule import format_duration
 from leadflow.core.sla import BANDS, first_contact_due, next_owner, policy_for, response_band
+from leadflow.services.access import guard_contact, restrict
 from leadflow.services.context import Leadflow
 from leadflow.services.delivery import enqueue_notification
 from leadflow.store.db import READ_ONLY
@@ -143,8 +145,9 @@ def insert_event(conn: Connection, row: dict[str, Any]) -> int:
 
 
 def record_contact(
-    app: Leadflow, lead_id: int, manager_key: str, kind: str, outcome: str, now: datetime, note: str | None = None
-) -> dict[str, Any]:
+    app: Leadflow, lead_id: int, manager_key: str | None, kind: str, outcome: str, now: datetime, note: str | None = None,
+    *, who: Principal,
+) -> dict[str, Any]:  # fmt: skip
     """A manager reached (or tried to reach) the client; a real contact stops the clock.
 
     A real contact reaches the client, not one lead: every open lead of the same client (same phone, e-mail or
@@ -157,23 +160,27 @@ def record_contact(
     if outcome not in OUTCOMES[kind]:
         raise InvalidInput.one("outcome", f"a {kind} can end as {', '.join(OUTCOMES[kind])}, not '{outcome}'")
     with app.engine.begin() as conn:
-        who = conn.execute(select(managers).where(managers.c.key == manager_key)).mappings().first()
-        if who is None:
-            raise InvalidInput.one("manager", f"manager '{manager_key}' does not exist")
         peek = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
         if peek is None:
             raise NotFound(f"lead {lead_id} does not exist")
+        if manager_key is None and who.manager_id is None:
+            raise InvalidInput.one("manager", "name the manager who made the contact")
+        named = managers.c.key == manager_key if manager_key is not None else managers.c.id == who.manager_id
+        by = conn.execute(select(managers).where(named)).mappings().first()
+        guard_contact(conn, who, lead_id, by["id"] if by is not None else None)
+        if by is None:
+            raise InvalidInput.one("manager", f"manager '{manager_key}' does not exist")
         # One client's leads are changed by one contact at a time (PostgreSQL), so two calls never both miss.
         lock_client(conn, identity_keys(peek["phone"], peek["email"], peek["channel"], peek["messenger_id"]))
         stops = (kind, outcome) in STOPS_CLOCK
         waiting = conn.execute(_client_leads(app, peek)).scalars().all() if stops else []
         lead, siblings = lock_leads(conn, lead_id, waiting)
         owner = conn.execute(select(managers).where(managers.c.id == lead["manager_id"])).mappings().first()
-        late = who["id"] != lead["manager_id"]
-        if late and conn.execute(_HELD, {"lead": lead_id, "manager": who["id"]}).first() is None:
+        late = by["id"] != lead["manager_id"]
+        if late and conn.execute(_HELD, {"lead": lead_id, "manager": by["id"]}).first() is None:
             now_with = f"it is with {owner['name']}" if owner else "it has no manager now"
-            raise Conflict(f"{who['name']} has never owned lead {lead_id}: {now_with}")
-        conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": who["id"], "kind": kind,
+            raise Conflict(f"{by['name']} has never owned lead {lead_id}: {now_with}")
+        conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": by["id"], "kind": kind,
                                            "outcome": outcome, "note": note, "at": now})  # fmt: skip
         first = stops and lead["first_contact_at"] is None
         values: dict[str, Any] = {"updated_at": now}
@@ -183,26 +190,26 @@ def record_contact(
             if values.get("sla_state") == "met":
                 stop_clock(conn, lead_id)
             waited = now - lead["created_at"]
-            record_result(conn, who["id"], first_contact=True, fast=waited <= BANDS[0][0])
+            record_result(conn, by["id"], first_contact=True, fast=waited <= BANDS[0][0])
             result.update(sla_state=values.get("sla_state", lead["sla_state"]), response_band=values["response_band"],
                           response_seconds=values["response_seconds"])  # fmt: skip
         conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
         reason = None
         if late:
             stays = f"the lead stays with {owner['name']}" if owner else "the lead has no owner now"
-            reason = f"{who['name']} reached the client after the lead had moved on; {stays}"
+            reason = f"{by['name']} reached the client after the lead had moved on; {stays}"
         event_type = "lead.contacted" if first else "lead.contact_attempt"
-        event = new_event(lead_id, event_type, now, manager_key, kind=kind, outcome=outcome, note=note,
+        event = new_event(lead_id, event_type, now, who, manager=by["key"], kind=kind, outcome=outcome, note=note,
                           owner=owner["key"] if owner else None, reason=reason)  # fmt: skip
         event_id = insert_event(conn, event)
         if late and stops and owner is not None:
-            context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": who["name"],
+            context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": by["name"],
                                                                               "reason": reason}  # fmt: skip
             owner_state = load_manager(conn, owner["id"], app.rules.default_timezone)
             notify(conn, app, "lead.contacted_by_other", event_id, owner_state, context, now)
         result["status"] = values.get("status", lead["status"])
         result["late"] = late
-        result["covered"] = _cover_client(conn, app, lead, siblings, who, kind, outcome, now)
+        result["covered"] = _cover_client(conn, app, lead, siblings, by, kind, outcome, now, who)
         return result
 
 
@@ -247,22 +254,22 @@ def _client_leads(app: Leadflow, lead: RowMapping) -> Select[Any]:
 
 
 def _cover_client(
-    conn: Connection, app: Leadflow, lead: RowMapping, others: Sequence[RowMapping], who: RowMapping, kind: str,
-    outcome: str, now: datetime,
+    conn: Connection, app: Leadflow, lead: RowMapping, others: Sequence[RowMapping], by: RowMapping, kind: str,
+    outcome: str, now: datetime, who: Principal,
 ) -> list[int]:  # fmt: skip
     """The client's other leads still waiting for a first contact have had it now, through this one."""
     # Looked at again now that they are locked: one may have been contacted or closed meanwhile.
     open_statuses = app.rules.open_statuses
     siblings = [r for r in others if r["first_contact_at"] is None and r["status"] in open_statuses]
     how = {"call": "a connected call", "message": "a message", "meeting": "a meeting"}[kind]
-    reason = f"the client was reached through lead #{lead['id']}: {how} by {who['name']}"
+    reason = f"the client was reached through lead #{lead['id']}: {how} by {by['name']}"
     for sibling in siblings:
         values = _first_contact_values(app, sibling, now) | {"updated_at": now}
         if values.get("sla_state") == "met":
             stop_clock(conn, sibling["id"])
         conn.execute(update(leads).where(leads.c.id == sibling["id"]).values(**values))
-        insert_event(conn, new_event(sibling["id"], "lead.contacted", now, who["key"], kind=kind, outcome=outcome,
-                                     via=lead["id"], reason=reason))  # fmt: skip
+        insert_event(conn, new_event(sibling["id"], "lead.contacted", now, who, manager=by["key"], kind=kind,
+                                     outcome=outcome, via=lead["id"], reason=reason))  # fmt: skip
     return [s["id"] for s in siblings]
 
 
@@ -592,18 +599,18 @@ _EXHAUSTED_COUNT = select(func.count()).select_from(leads).where(*_EXHAUSTED)
 _OVERDUE_COUNT = select(func.count()).select_from(leads).where(*_OVERDUE)
 
 
-def list_breaches(app: Leadflow, now: datetime, limit: int, offset: int) -> dict[str, Any]:
-    """Leads nobody has contacted: those whose chain ended (oldest first), then those past their deadline (the
-    longest past it first). `total` is exact: every such lead, not the page."""
+def list_breaches(app: Leadflow, now: datetime, limit: int, offset: int, *, who: Principal) -> dict[str, Any]:
+    """Leads nobody has contacted, of those `who` may see: those whose chain ended (oldest first), then those past
+    their deadline (the longest past it first). `total` is exact: every such lead, not the page."""
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        exhausted = int(conn.execute(_EXHAUSTED_COUNT).scalar_one())
-        overdue = int(conn.execute(_OVERDUE_COUNT, {"now": now}).scalar_one())
+        exhausted = int(conn.execute(restrict(_EXHAUSTED_COUNT, who)).scalar_one())
+        overdue = int(conn.execute(restrict(_OVERDUE_COUNT, who), {"now": now}).scalar_one())
         rows: list[Any] = []
         if offset < exhausted:
-            rows += conn.execute(_EXHAUSTED_PAGE, {"limit": limit, "offset": offset}).all()
+            rows += conn.execute(restrict(_EXHAUSTED_PAGE, who), {"limit": limit, "offset": offset}).all()
         if len(rows) < limit:
             rest = {"now": now, "limit": limit - len(rows), "offset": max(offset - exhausted, 0)}
-            rows += conn.execute(_OVERDUE_PAGE, rest).all()
+            rows += conn.execute(restrict(_OVERDUE_PAGE, who), rest).all()
     items = [
         {"id": r.id, "name": r.name, "phone": r.phone, "status": r.status, "sla_state": r.sla_state,
          "sla_due_at": r.sla_due_at, "sla_hops": r.sla_hops, "created_at": r.created_at, "manager": r.manager,

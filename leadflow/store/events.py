@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from leadflow.core.policy import Principal
 from leadflow.core.routing import CandidateStore, Decision, stored_candidates
 from leadflow.store.fast import Fast
 from leadflow.store.tables import assignments, events
@@ -15,15 +16,32 @@ from leadflow.store.tables import assignments, events
 INSERT_EVENT = events.insert()
 INSERT_ASSIGNMENT = assignments.insert()
 _INSERT_EVENT = Fast(INSERT_EVENT)
+_INSERT_EVENT_ID = Fast(INSERT_EVENT.returning(events.c.id))
 _INSERT_ASSIGNMENT = Fast(INSERT_ASSIGNMENT)
 
 
-def new_event(lead_id: int, type_: str, at: datetime, actor: str | None = None, **data: Any) -> dict[str, Any]:
-    return {"lead_id": lead_id, "type": type_, "actor": actor, "data": data, "at": at}
+Actor = str | Principal | None  # who made a change: a principal, or the process's name
+
+
+def new_event(
+    lead_id: int | None, type_: str, at: datetime, actor: Actor = None, *,
+    address: str | None = None, **data: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """An events row. `actor`: who made the change (a principal: "user:olena", "key:site form", with the client
+    address of its request; or the process, "sla"). lead_id None: a change that is not a lead's (a manager, a key)."""
+    if isinstance(actor, Principal):
+        return {"lead_id": lead_id, "type": type_, "actor": actor.label, "data": data, "at": at,
+                "address": actor.address}  # fmt: skip
+    return {"lead_id": lead_id, "type": type_, "actor": actor, "data": data, "at": at, "address": address}
 
 
 def append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     _INSERT_EVENT.run_many(conn, rows)
+
+
+def add_event(conn: Connection, row: dict[str, Any]) -> int:
+    """Append one event and return its id, which the notifications it causes carry."""
+    return int(_INSERT_EVENT_ID.scalar(conn, row))
 
 
 def assignment_row(

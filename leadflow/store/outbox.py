@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Row, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig
+from leadflow.channels.redact import shown_recipient
 from leadflow.core.errors import Conflict, NotFound
 from leadflow.store.db import READ_ONLY
 from leadflow.store.tables import outbox
@@ -36,6 +37,7 @@ __all__ = [
     "mark_failed",
     "mark_sent",
     "retry_dead",
+    "shown",
 ]
 
 CHANNELS = ("telegram", "slack", "webhook", "email", "log")
@@ -259,25 +261,38 @@ def get_message(conn: Connection, id: int) -> OutboxMessage | None:
     return None if row is None else _message(row)
 
 
+def shown(message: OutboxMessage) -> OutboxMessage:
+    """The message as operators see it: a Slack URL's path and a webhook URL's query values, credentials, masked.
+    The row keeps the real address; delivery reads it through claim_due."""
+    return replace(message, recipient=shown_recipient(message.channel, message.recipient))
+
+
 def list_messages(conn: Connection, status: str | None = None, limit: int = 50, offset: int = 0) -> list[OutboxMessage]:
-    """Messages, newest first, optionally of one status ('pending', 'sent', 'dead')."""
+    """Messages, newest first, optionally of one status ('pending', 'sent', 'dead'), as operators see them (shown)."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown outbox status {status!r}; use one of: {', '.join(STATUSES)}")
     query = select(outbox).order_by(outbox.c.id.desc()).limit(max(limit, 0)).offset(max(offset, 0))
     if status is not None:
         query = query.where(outbox.c.status == status)
-    return [_message(row) for row in conn.execute(query)]
+    return [shown(_message(row)) for row in conn.execute(query)]
+
+
+# The last_error of a message stopped because its client's data was erased (services/privacy.py writes it).
+ERASED_CANCEL = "cancelled: the client's personal data was erased before this message was sent"
 
 
 def retry_dead(conn: Connection, id: int, now: datetime) -> OutboxMessage:
-    """Give a dead message a fresh set of attempts, due now. Raises NotFound, or Conflict if it is not dead."""
-    row = conn.execute(select(outbox.c.status).where(outbox.c.id == id).with_for_update()).first()
+    """Give a dead message a fresh set of attempts, due now; returns it as operators see it (shown). Raises NotFound,
+    or Conflict if it is not dead."""
+    row = conn.execute(select(outbox.c.status, outbox.c.last_error).where(outbox.c.id == id).with_for_update()).first()
     if row is None:
         raise NotFound(f"outbox message {id} does not exist")
     if row.status != "dead":
         raise Conflict(f"outbox message {id} is {row.status}, not dead; only dead messages can be retried")
+    if row.last_error == ERASED_CANCEL:
+        raise Conflict(f"outbox message {id} was cancelled when its client's personal data was erased")
     # last_error stays, so the operator still sees why it failed before.
     conn.execute(update(outbox).where(outbox.c.id == id).values(status="pending", attempts=0, next_attempt_at=now))
     message = get_message(conn, id)
     assert message is not None
-    return message
+    return shown(message)

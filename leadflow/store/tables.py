@@ -349,9 +349,12 @@ events = Table(
     Column("id", Id, primary_key=True),
     Column("lead_id", ForeignKey("leads.id"), index=True),
     Column("type", String(40), nullable=False),
-    Column("actor", String(60)),
+    Column("actor", String(60)),  # "user:olena", "key:site form", or a process ("sla", "batch")
     Column("data", JSON, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("address", String(64)),  # the client address of the request that made the change
+    # The audit: changes made by people and keys, by actor and time.
+    Index("ix_events_actor_at", "actor", "at"),
 )
 
 # Deadlines are rows written with the change that caused them; the worker claims the due ones.
@@ -384,4 +387,85 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+
+# People who sign in. A user holds roles, each for one team or (team NULL) for all of them.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("username", String(40), nullable=False, unique=True),  # lower case
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("manager_id", ForeignKey("managers.id"), index=True),  # a manager's own account: their leads
+    Column("language", String(10)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime),
+    Column("disabled_at", UTCDateTime),
+)
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("role", String(20), nullable=False),  # admin, head, desk, manager
+    Column("team_id", ForeignKey("teams.id", ondelete="CASCADE")),  # NULL: every team
+    UniqueConstraint("user_id", "role", "team_id"),
+)
+
+# Keys for machines. Only a keyed hash of the key is kept (see services/accounts.py).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(50), nullable=False, unique=True),
+    Column("scope", String(20), nullable=False),  # intake, read, write, admin
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # the key's first characters, to tell keys apart in lists
+    Column("origins", JSON),  # intake keys embedded in pages: the sites allowed to post with them
+    Column("rate_per_minute", Integer),  # intake keys: leads per minute for the key (NULL: no limit)
+    Column("address_rate_per_minute", Integer),  # intake keys: leads per minute from one client address
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(60)),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+# Signed-in people: one row per session, found by a hash of its token; revoking a row signs it out.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),  # the absolute timeout
+    Column("revoked_at", UTCDateTime),
+    Column("address", String(64)),
+    Column("user_agent", String(300)),
+)
+
+# Failed sign-ins, for throttling by account and by address; old rows are pruned as new ones come.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("username", String(40), nullable=False),
+    Column("address", String(64)),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_login_failures_username_at", "username", "at"),
+    Index("ix_login_failures_address_at", "address", "at"),
+)
+
+# Values of this installation made once: the secret API keys are hashed with.
+instance = Table(
+    "instance",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(200), nullable=False),
 )

@@ -34,6 +34,15 @@ _CATALOG: dict[str, dict[str, str]] = {
         "Leave a phone number or an e-mail so we can reach you.": (
             "Залиште номер телефону або електронну пошту, щоб ми могли з вами зв'язатися."
         ),
+        "Sign in": "Увійти",
+        "Username": "Ім'я користувача",
+        "Password": "Пароль",
+        "Signed in as": "Ви увійшли як",
+        "Sign out": "Вийти",
+        "Wrong username or password.": "Неправильне ім'я користувача або пароль.",
+        "Too many failed sign-ins. Try again in a few minutes.": (
+            "Забагато невдалих спроб входу. Спробуйте за кілька хвилин."
+        ),
         "The form is empty.": "Форма порожня.",
     },
     "ru": {
@@ -58,6 +67,15 @@ _CATALOG: dict[str, dict[str, str]] = {
         "Please check the e-mail address.": "Проверьте адрес электронной почты.",
         "Leave a phone number or an e-mail so we can reach you.": (
             "Оставьте номер телефона или электронную почту, чтобы мы могли с вами связаться."
+        ),
+        "Sign in": "Войти",
+        "Username": "Имя пользователя",
+        "Password": "Пароль",
+        "Signed in as": "Вы вошли как",
+        "Sign out": "Выйти",
+        "Wrong username or password.": "Неверное имя пользователя или пароль.",
+        "Too many failed sign-ins. Try again in a few minutes.": (
+            "Слишком много неудачных попыток входа. Попробуйте через несколько минут."
         ),
         "The form is empty.": "Форма пустая.",
     },

@@ -6,12 +6,13 @@ import httpx
 import pytest
 
 from leadflow.services.context import Leadflow
-from tests.support import THREE_MANAGERS, live_server
+from tests.support import THREE_MANAGERS, admin_headers, live_server
 
 
 @pytest.fixture
 def api(make_app: Callable[[str], Leadflow]) -> Iterator[httpx.Client]:
-    with live_server(make_app(THREE_MANAGERS)) as url, httpx.Client(base_url=url, timeout=60) as client:
+    lf = make_app(THREE_MANAGERS)
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=60, headers=admin_headers(lf)) as client:
         yield client
 
 

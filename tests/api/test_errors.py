@@ -25,7 +25,7 @@ from leadflow.core.text import is_clean
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
 from leadflow.store.tables import outbox
-from tests.support import THREE_MANAGERS, live_server
+from tests.support import THREE_MANAGERS, admin_headers, live_server
 
 BROWSER = {
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
@@ -42,13 +42,13 @@ def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
 
 @pytest.fixture
 def api(lf: Leadflow) -> FastAPI:
-    return create_api(lf, Settings())
+    return create_api(lf, Settings(allowed_hosts=["testserver"]))  # the test client's Host
 
 
 @pytest.fixture
 def client(api: FastAPI) -> Iterator[TestClient]:
     # raise_server_exceptions: an exception that escaped the app would fail the test instead of becoming a 500.
-    with TestClient(api, raise_server_exceptions=True) as c:
+    with TestClient(api, raise_server_exceptions=True, headers=admin_headers(api.state.leadflow)) as c:
         yield c
 
 
@@ -110,11 +110,12 @@ def test_a_real_internal_error_over_http_is_a_500_in_the_one_shape(
     lf: Leadflow, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The outbox table goes missing under a running server: the query fails inside the database driver.
+    headers = admin_headers(lf)
     with lf.engine.begin() as conn:
         conn.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
     try:
         with live_server(lf) as url, caplog.at_level(logging.ERROR, logger="leadflow.api"):
-            r = httpx.get(f"{url}/api/v1/outbox", timeout=30)
+            r = httpx.get(f"{url}/api/v1/outbox", timeout=30, headers=headers)
     finally:
         with lf.engine.begin() as conn:
             conn.execute(text("ALTER TABLE outbox_away RENAME TO outbox"))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from leadflow.services.context import Leadflow
 from leadflow.store.tables import leads
-from tests.support import THREE_MANAGERS, live_server
+from tests.support import THREE_MANAGERS, admin_headers, live_server
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
@@ -24,7 +24,7 @@ def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
 def api(lf: Leadflow) -> Iterator[httpx.Client]:
     with (
         live_server(lf, form_redirect_hosts=["thanks.example.org"]) as url,
-        httpx.Client(base_url=url, timeout=30) as client,
+        httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client,
     ):
         yield client
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from leadflow.services.context import Leadflow
 from leadflow.store.tables import leads
-from tests.support import THREE_MANAGERS, live_server
+from tests.support import THREE_MANAGERS, admin_headers, live_server
 
 HUGE = "__huge_number__"  # replaced in the body by a 5,000-digit integer (json.dumps cannot write one)
 _serial = itertools.count(1)
@@ -90,7 +90,7 @@ def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
 
 @pytest.fixture
 def api(lf: Leadflow) -> Iterator[httpx.Client]:
-    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client:
         yield client
 
 

@@ -12,7 +12,7 @@ from leadflow.bootstrap import open_app
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
 from leadflow.store.tables import leads, managers, teams
-from tests.support import THREE_MANAGERS, live_server
+from tests.support import THREE_MANAGERS, admin_headers, live_server
 
 NORTH: dict[str, Any] = {
     "key": "north",
@@ -39,7 +39,7 @@ def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
 
 @pytest.fixture
 def api(lf: Leadflow) -> Iterator[httpx.Client]:
-    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client:
         yield client
 
 
@@ -340,14 +340,14 @@ NOT_NULL_FIELDS = ["name", "capacity", "active", "absent", "regions", "products"
 
 @pytest.mark.parametrize("field", NOT_NULL_FIELDS)
 def test_patch_with_null_for_a_required_field_is_422(lf: Leadflow, field: str) -> None:
-    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client:
         r = client.patch("/api/v1/managers/anna", json={field: None})
         assert r.status_code == 422, r.text
         assert fields_of(r) == [field]
 
 
 def test_patch_team_with_null_name_is_422(lf: Leadflow) -> None:
-    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client:
         r = client.patch("/api/v1/teams/sales", json={"name": None})
         assert r.status_code == 422, r.text
         assert fields_of(r) == ["name"]

@@ -8,12 +8,13 @@ import pytest
 from sqlalchemy import func, select
 
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import get_lead
 from leadflow.services.sla import escalate_due
-from leadflow.store.tables import metadata
-from tests.support import live_server
+from leadflow.store.tables import events, metadata
+from tests.support import ACCOUNT_TABLES, admin_headers, live_server
 
 RULES = """
 default_timezone: Europe/Kyiv
@@ -64,7 +65,7 @@ def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
 
 @pytest.fixture
 def api(lf: Leadflow) -> Iterator[httpx.Client]:
-    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client:
         yield client
 
 
@@ -108,8 +109,9 @@ def test_dry_run_decides_and_stores_nothing(api: httpx.Client, lf: Leadflow) -> 
         assert all(
             conn.execute(select(func.count()).select_from(t)).scalar_one() == 0
             for t in metadata.sorted_tables
-            if t.name not in ("teams", "managers")
+            if t.name not in ("teams", "managers", *ACCOUNT_TABLES, "events")
         )
+        assert conn.execute(select(func.count()).where(events.c.lead_id.is_not(None))).scalar_one() == 0
     assert api.post("/api/v1/leads/dry-run", json={"phone": "12"}).status_code == 422
 
 
@@ -129,7 +131,7 @@ def test_out_of_hours_lead_waits_for_opening_then_is_routed(lf: Leadflow) -> Non
     )
     assert escalate_due(lf, datetime(2026, 11, 30, 6, 59, tzinfo=UTC)) == 0
     assert escalate_due(lf, datetime(2026, 11, 30, 7, 0, tzinfo=UTC)) == 1
-    detail = get_lead(lf, lead.lead_id)
+    detail = get_lead(lf, lead.lead_id, who=SYSTEM)
     assert detail["manager_key"] == "oksana" and detail["status"] == "assigned"
     assert [a["kind"] for a in detail["assignments"]] == ["initial", "opening"]
     assert detail["sla_due_at"] == datetime(2026, 11, 30, 7, 10, tzinfo=UTC)

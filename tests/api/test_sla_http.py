@@ -11,7 +11,7 @@ from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.sla import escalate_due
 from leadflow.store.tables import outbox
-from tests.support import SLA_TEAM, live_server
+from tests.support import SLA_TEAM, admin_headers, live_server
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
 
 @pytest.fixture
 def api(lf: Leadflow) -> Iterator[httpx.Client]:
-    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with live_server(lf) as url, httpx.Client(base_url=url, timeout=30, headers=admin_headers(lf)) as client:
         yield client
 
 

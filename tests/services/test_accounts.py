@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from leadflow.core.accounts import corporate_domain
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import get_lead
@@ -64,12 +65,12 @@ def test_a_colleague_from_the_same_company_goes_to_the_accounts_owner(lf: Leadfl
     assert by_domain.reason.startswith(
         f"same account as open lead #{first.lead_id} by e-mail domain romashka.ua, owned by Olena"
     )
-    detail = get_lead(lf, by_name.lead_id)
+    detail = get_lead(lf, by_name.lead_id, who=SYSTEM)
     assert detail["duplicate_of_id"] is None and detail["contact_id"] is None  # another person, not a duplicate
     assert "lead.account_matched" in [e["type"] for e in detail["events"]]
     # A colleague is their own client: reaching Olha does not count as reaching Ivan.
-    assert record_contact(lf, by_name.lead_id, "olena", "call", "connected", at(3))["covered"] == []
-    assert get_lead(lf, first.lead_id)["sla_state"] in (None, "running")
+    assert record_contact(lf, by_name.lead_id, "olena", "call", "connected", at(3), who=SYSTEM)["covered"] == []
+    assert get_lead(lf, first.lead_id, who=SYSTEM)["sla_state"] in (None, "running")
 
 
 def test_free_mail_and_teams_without_account_matching_are_routed_as_usual(lf: Leadflow) -> None:

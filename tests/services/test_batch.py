@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, Table, func, select, update
 
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services.batch import RUN_EVENT, BatchReport, assign_backlog, count_backlog
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import assign_existing, take_lead
@@ -113,10 +114,10 @@ def test_backlog_left_by_intake_is_routed_evenly_with_timers(make_app: Callable[
     assert count_backlog(app) == 60
 
     steps: list[int] = []
-    first = assign_backlog(app, NOW, chunk=7, limit=12, progress=steps.append)
+    first = assign_backlog(app, NOW, chunk=7, limit=12, progress=steps.append, who=SYSTEM)
     assert (first.assigned, first.chunks, steps) == (12, 2, [7, 5])
     assert set(first.picks) == {t.lead_id for t in taken[-12:]}  # the twelve largest budgets
-    rest = assign_backlog(app, NOW, chunk=7)
+    rest = assign_backlog(app, NOW, chunk=7, who=SYSTEM)
     assert (rest.assigned, rest.left_unassigned, count_backlog(app)) == (48, 0, 0)
 
     assert Counter(owners(app.engine).values()) == dict.fromkeys(KEYS, 10)
@@ -125,7 +126,7 @@ def test_backlog_left_by_intake_is_routed_evenly_with_timers(make_app: Callable[
     with app.engine.connect() as conn:
         clocks = conn.execute(select(leads.c.status, leads.c.sla_state, leads.c.sla_due_at, leads.c.assigned_at)).all()
     assert set(clocks) == {("assigned", "running", NOW + timedelta(minutes=15), NOW)}
-    detail = get_lead(app, taken[0].lead_id)
+    detail = get_lead(app, taken[0].lead_id, who=SYSTEM)
     assert [e["type"] for e in detail["events"]][-2:] == ["lead.unassigned", "lead.assigned"]
     assert [(a["kind"], a["manager_key"] is not None) for a in detail["assignments"]] == [
         ("initial", False),
@@ -136,7 +137,9 @@ def test_backlog_left_by_intake_is_routed_evenly_with_timers(make_app: Callable[
 def test_round_robin_among_equals_is_even_across_chunks(make_app: Callable[[str], Leadflow]) -> None:
     app = make_app(six())
     insert_backlog(app.engine, budgets(3000))
-    report = assign_backlog(app, NOW, chunk=333)  # chunks that do not divide by six: the rotation carries over
+    report = assign_backlog(
+        app, NOW, chunk=333, who=SYSTEM
+    )  # chunks that do not divide by six: the rotation carries over
     per = Counter(report.picks.values())
     assert report.assigned == 3000 and report.chunks == 10
     assert max(per.values()) - min(per.values()) <= 1
@@ -155,7 +158,7 @@ def test_caps_hold_and_the_cheapest_leads_are_left(make_app: Callable[[str], Lea
     with app.engine.begin() as conn:  # m6 already works 100 leads: 500 places left
         conn.execute(update(managers).where(managers.c.key == "m6").values(open_leads=100))
 
-    report = assign_backlog(app, NOW)
+    report = assign_backlog(app, NOW, who=SYSTEM)
     assert (report.assigned, report.left_unassigned, report.chunks) == (2700, 300, 6)
     assert {k: c for k, (c, _) in report.per_manager.items()} == {
         "m1": 300, "m2": 400, "m3": 450, "m4": 500, "m5": 550, "m6": 500,
@@ -181,18 +184,18 @@ def test_dry_run_writes_nothing_and_predicts_the_run_and_a_rerun_adds_nothing(
     app = make_app(six(capacities=(300, 400, 450, 500, 550, 600), strategy="least_loaded"))
     insert_backlog(app.engine, budgets(3000, seed=11))
     before = snapshot(app.engine)
-    dry = assign_backlog(app, NOW, dry_run=True, chunk=400)
+    dry = assign_backlog(app, NOW, dry_run=True, chunk=400, who=SYSTEM)
     assert snapshot(app.engine) == before
     assert (dry.assigned, dry.left_unassigned) == (2800, 200)
 
-    real = assign_backlog(app, NOW, chunk=400)
+    real = assign_backlog(app, NOW, chunk=400, who=SYSTEM)
     assert real.picks == dry.picks  # same leads, same managers, same order
     assert real.per_manager == dry.per_manager
     assert real.unassigned == dry.unassigned
     assert count(app.engine, events, events.c.type == RUN_EVENT) == 1
 
     assignments_after = count(app.engine, assignments)
-    again = assign_backlog(app, NOW + timedelta(minutes=5))
+    again = assign_backlog(app, NOW + timedelta(minutes=5), who=SYSTEM)
     assert (again.assigned, again.left_unassigned) == (0, 200)
     assert count(app.engine, assignments) == assignments_after  # no row per lead for those still waiting
     assert count(app.engine, events, events.c.type == RUN_EVENT) == 2  # just the run's own record
@@ -214,7 +217,7 @@ def test_ten_thousand_leads_level_the_load_instead_of_piling_on_one(make_app: Ca
         for key, n in start.items():
             conn.execute(update(managers).where(managers.c.key == key).values(open_leads=n))
     insert_backlog(app.engine, budgets(10_000, seed=3))
-    report = assign_backlog(app, NOW, chunk=1000)
+    report = assign_backlog(app, NOW, chunk=1000, who=SYSTEM)
     assert report.assigned == 10_000
     final = loads(app.engine)
     assert max(final.values()) - min(final.values()) <= 1
@@ -226,7 +229,7 @@ def test_leads_nobody_serves_stay_in_the_queue_with_their_reason(make_app: Calla
     app = make_app(six())
     insert_backlog(app.engine, budgets(5), region="PL")
     ua = insert_backlog(app.engine, budgets(4, seed=2))
-    report = assign_backlog(app, NOW)
+    report = assign_backlog(app, NOW, who=SYSTEM)
     assert (report.assigned, set(report.picks)) == (4, set(ua))
     assert report.left_unassigned == 5
     [(reason, n, _)] = report.reasons()
@@ -241,7 +244,7 @@ def test_leads_nobody_serves_stay_in_the_queue_with_their_reason(make_app: Calla
         recorded = conn.execute(select(events.c.data).where(events.c.type == RUN_EVENT)).scalar_one()
     assert recorded["unassigned"] == summary["unassigned"]
     assert recorded["unassigned"][0]["ids"] == [i for i, _ in report.unassigned]
-    left = get_lead(app, report.unassigned[0][0])
+    left = get_lead(app, report.unassigned[0][0], who=SYSTEM)
     assert [e["type"] for e in left["events"]] == ["lead.received", "lead.unassigned"]  # untouched by the run
     assert [a["kind"] for a in left["assignments"]] == ["initial"]
 
@@ -258,8 +261,8 @@ def rows_of(conn: Any, lead_id: int) -> dict[str, Any]:
 
     lead = conn.execute(select(leads).where(leads.c.id == lead_id)).one()
     payloads = [strip(r) for r in conn.execute(select(outbox).order_by(outbox.c.id))]
-    for p in payloads:  # the link and the card carry the lead's id
-        p["payload"] = {k: v for k, v in p["payload"].items() if k not in ("lead", "link")}
+    for p in payloads:  # the link and the card carry the lead's id, event_id the event's
+        p["payload"] = {k: v for k, v in p["payload"].items() if k not in ("lead", "link", "event_id")}
         p["body"] = p["body"].replace(str(lead_id), "#")
     return {
         "lead": strip(lead),
@@ -292,7 +295,7 @@ def test_a_batch_writes_what_assign_existing_writes(make_app: Callable[[str], Le
         expected = rows_of(conn, lead_id)
         trans.rollback()
 
-    report = assign_backlog(app, at)
+    report = assign_backlog(app, at, who=SYSTEM)
     assert report.picks == {lead_id: one_by_one.manager_key}
     with app.engine.connect() as conn:
         got = rows_of(conn, lead_id)
@@ -306,8 +309,8 @@ def test_bad_arguments_are_refused(make_app: Callable[[str], Leadflow]) -> None:
 
     app = make_app(six())
     with pytest.raises(InvalidInput):
-        assign_backlog(app, NOW, chunk=0)
-    empty = assign_backlog(app, NOW)
+        assign_backlog(app, NOW, chunk=0, who=SYSTEM)
+    empty = assign_backlog(app, NOW, who=SYSTEM)
     assert isinstance(empty, BatchReport) and (empty.assigned, empty.chunks) == (0, 0)
     assert count(app.engine, events, events.c.type == RUN_EVENT) == 0  # an empty queue leaves no record
 
@@ -340,7 +343,7 @@ def test_a_batch_reads_the_qualification_as_assign_existing_does(make_app: Calla
         expected = {lead_id: own_rows(conn, lead_id) for lead_id in (hot, vip)}
         trans.rollback()
 
-    report = assign_backlog(app, NOW)
+    report = assign_backlog(app, NOW, who=SYSTEM)
     assert report.picks == {hot: "m2", vip: "m1"}  # tier 1 for the score of 18; the vip rule, least loaded
     with app.engine.connect() as conn:
         got = {lead_id: own_rows(conn, lead_id) for lead_id in (hot, vip)}

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from leadflow.core.errors import InvalidInput
+from leadflow.core.policy import SYSTEM
 from leadflow.services.batch import assign_backlog
 from leadflow.services.context import Leadflow
 from leadflow.store.tables import assignments, leads, managers, metadata
@@ -70,8 +71,8 @@ sla:
 def test_a_lead_only_one_manager_may_take_is_placed_by_moving_another(make_app: Callable[[str], Leadflow]) -> None:
     app = make_app(GEN_BIG)
     large, small = add_leads(app.engine, [{"budget": Decimal(5000)}, {"budget": Decimal(10)}])
-    dry = assign_backlog(app, NOW, dry_run=True)
-    report = assign_backlog(app, NOW)
+    dry = assign_backlog(app, NOW, dry_run=True, who=SYSTEM)
+    report = assign_backlog(app, NOW, who=SYSTEM)
     assert report.picks == dry.picks == {large: "big", small: "gen"}
     assert report.left_unassigned == 0
     with app.engine.connect() as conn:
@@ -105,7 +106,7 @@ def test_one_client_gets_one_owner_and_an_existing_owner_keeps_them(make_app: Ca
                                        {"email": "ANN@example.test", "phone": None, "budget": Decimal(8)}])  # fmt: skip
     owned = add_leads(app.engine, [{"phone": "+380501112233", "budget": Decimal(1)}])
     others = add_leads(app.engine, [{"budget": Decimal(5)}, {"budget": Decimal(4)}])
-    report = assign_backlog(app, NOW)
+    report = assign_backlog(app, NOW, who=SYSTEM)
     assert report.assigned == 5
     got = owners(app.engine)
     assert got[same_mail[0]] == got[same_mail[1]]
@@ -122,10 +123,10 @@ def test_the_batch_order_comes_from_the_rules_or_the_call(make_app: Callable[[st
     app = make_app(by_score)
     ids = add_leads(app.engine, [{"budget": Decimal(900), "score": 1}, {"budget": Decimal(10), "score": 9},
                                  {"budget": Decimal(500), "score": 5}, {"budget": None, "score": None}])  # fmt: skip
-    assert set(assign_backlog(app, NOW, dry_run=True).picks) == {ids[1], ids[2]}
-    assert set(assign_backlog(app, NOW, dry_run=True, order=["budget desc"]).picks) == {ids[0], ids[2]}
+    assert set(assign_backlog(app, NOW, dry_run=True, who=SYSTEM).picks) == {ids[1], ids[2]}
+    assert set(assign_backlog(app, NOW, dry_run=True, order=["budget desc"], who=SYSTEM).picks) == {ids[0], ids[2]}
     with pytest.raises(InvalidInput, match="not a batch order"):
-        assign_backlog(app, NOW, order=["mood desc"])
+        assign_backlog(app, NOW, order=["mood desc"], who=SYSTEM)
 
 
 # --- the property ---------------------------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_the_batch_places_as_many_leads_as_a_maximum_flow(
               "email": f"c{lead['client']}@example.test" if lead["client"] % 3 == 0 else None}
              for lead in backlog]  # fmt: skip
     ids = add_leads(engine, specs)
-    report = assign_backlog(app, NOW, chunk=5)
+    report = assign_backlog(app, NOW, chunk=5, who=SYSTEM)
     got = owners(engine)
     placed = {i: got[i] for i in ids if got[i] is not None}
     assert report.assigned == len(placed)

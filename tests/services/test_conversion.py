@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM, Principal
 from leadflow.services.context import Leadflow
 from leadflow.services.conversion import CompanyIn, ContactIn, DealIn, convert, convert_lead
 from leadflow.services.intake import take_lead
@@ -20,6 +21,7 @@ from leadflow.store.lead_rows import lock_lead
 from leadflow.store.tables import companies, contacts, deals, managers, metadata, timers
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+SAM = Principal("system", "sam")  # the service layer trusts its caller here; who may convert is tested over HTTP
 RULES = """
 default_timezone: Europe/Kyiv
 teams:
@@ -56,7 +58,14 @@ def manager(lf: Leadflow, key: str) -> dict[str, Any]:
 def test_an_owner_converts_their_lead_to_a_deal(lf: Leadflow) -> None:
     lead = take_lead(lf, LeadIn(name="Ivan", phone="0671234567", company="Acme LLC", budget=Decimal(7000)), NOW)
     assert lead.manager_key == "sam" and manager(lf, "sam")["open_leads"] == 1
-    out = convert(lf, lead.lead_id, NOW + timedelta(minutes=3), to="deal", deal=DealIn(title="Two trucks"), actor="sam")
+    out = convert(
+        lf,
+        lead.lead_id,
+        NOW + timedelta(minutes=3),
+        to="deal",
+        deal=DealIn(title="Two trucks"),
+        who=SAM,
+    )
     assert out["status"] == "converted"
     assert out["contact"] == {"id": 1, "created": True} and out["company"] == {"id": 1, "created": True}
     assert out["deal"]["manager"] == {"key": "sam", "name": "Sam"}
@@ -72,15 +81,15 @@ def test_an_owner_converts_their_lead_to_a_deal(lf: Leadflow) -> None:
     assert person["owner_id"] == firm["owner_id"] == deal["manager_id"] == sam["id"]
     assert (firm["name"], firm["name_key"], firm["block_key"]) == ("Acme LLC", "acme", "acm")
     assert waiting == 0
-    detail = get_lead(lf, lead.lead_id)
+    detail = get_lead(lf, lead.lead_id, who=SYSTEM)
     assert (detail["status"], detail["sla_state"], detail["contact_id"], detail["company_id"]) == (
         "converted", "stopped", person["id"], firm["id"],
     )  # fmt: skip
     event = detail["events"][-1]
-    assert (event["type"], event["actor"]) == ("lead.converted", "sam")
+    assert (event["type"], event["actor"]) == ("lead.converted", "system:sam")
     assert event["data"]["deal"] == {"id": deal["id"], "title": "Two trucks", "amount": "7000.00"}
     with pytest.raises(Conflict, match="is 'converted', not open"):
-        convert(lf, lead.lead_id, NOW, to="deal", actor="sam")
+        convert(lf, lead.lead_id, NOW, to="deal", who=SAM)
 
 
 def test_an_existing_client_is_linked_and_its_owner_kept(lf: Leadflow) -> None:
@@ -92,7 +101,7 @@ def test_an_existing_client_is_linked_and_its_owner_kept(lf: Leadflow) -> None:
         conn.execute(contacts.insert().values(name="Olha", email="olha@romashka.ua", owner_id=taras, created_at=NOW))
     lead = take_lead(lf, LeadIn(name="Ольга", phone="0501234567", company="Romashka"), NOW)
     out = convert(lf, lead.lead_id, NOW, to="contact", contact=ContactIn(email="OLHA@romashka.ua"),
-                  company=CompanyIn(name="Ромашка Плюс LLC"), actor="sam")  # fmt: skip
+                  company=CompanyIn(name="Ромашка Плюс LLC"), who=SAM)  # fmt: skip
     assert out["contact"] == {"id": 1, "created": False} and out["company"] == {"id": firm, "created": False}
     assert out["deal"] is None
     assert (rows(lf)["contacts"], rows(lf)["companies"], rows(lf)["deals"]) == (1, 1, 0)
@@ -106,7 +115,7 @@ def test_an_existing_client_is_linked_and_its_owner_kept(lf: Leadflow) -> None:
 
 def test_a_lead_without_a_company_converts_to_a_contact_only(lf: Leadflow) -> None:
     lead = take_lead(lf, LeadIn(name="Ivan", email="ivan@example.com"), NOW)
-    out = convert(lf, lead.lead_id, NOW, to="contact", actor="sam")
+    out = convert(lf, lead.lead_id, NOW, to="contact", who=SAM)
     assert (out["status"], out["company"], out["deal"]) == ("converted", None, None)
     assert rows(lf)["companies"] == 0 and manager(lf, "sam")["open_deals"] == 0
 
@@ -123,20 +132,20 @@ def test_bad_input_names_its_field_and_writes_nothing(lf: Leadflow, kwargs: dict
     lead = take_lead(lf, LeadIn(name="Ivan", phone="0671234567"), NOW)
     before = rows(lf)
     with pytest.raises(InvalidInput) as caught:
-        convert(lf, lead.lead_id, NOW, to="contact", actor="sam", **kwargs)
+        convert(lf, lead.lead_id, NOW, to="contact", **kwargs, who=SAM)
     assert [p.field for p in caught.value.problems] == fields
-    assert rows(lf) == before and get_lead(lf, lead.lead_id)["status"] == "assigned"
+    assert rows(lf) == before and get_lead(lf, lead.lead_id, who=SYSTEM)["status"] == "assigned"
 
 
 def test_junk_and_desk_leads_are_not_converted_here(lf: Leadflow) -> None:
     junk = take_lead(lf, LeadIn(name="Ivan", phone="0671234567"), NOW)
-    set_status(lf, junk.lead_id, "junk", NOW, "sam", "our own address")
+    set_status(lf, junk.lead_id, "junk", NOW, reason="our own address", who=SYSTEM)
     with pytest.raises(Conflict, match="restore it first"):
-        convert(lf, junk.lead_id, NOW, to="contact", actor="sam")
+        convert(lf, junk.lead_id, NOW, to="contact", who=SAM)
     waiting = take_lead(lf, LeadIn(name="Petro", phone="0501234567", product="front"), NOW)
     assert waiting.status == "new" and waiting.manager_key is None
     with pytest.raises(Conflict, match="waiting at the quality desk"):
-        convert(lf, waiting.lead_id, NOW, to="contact", actor="sam")
+        convert(lf, waiting.lead_id, NOW, to="contact", who=SAM)
 
 
 def test_a_funnel_may_call_its_won_status_otherwise(make_app: Callable[[str], Leadflow]) -> None:
@@ -150,7 +159,7 @@ funnel:
 """
     lf = make_app(RULES + funnel)
     lead = take_lead(lf, LeadIn(name="Ivan", phone="0671234567"), NOW)
-    assert convert(lf, lead.lead_id, NOW, to="contact", actor="sam")["status"] == "won"
+    assert convert(lf, lead.lead_id, NOW, to="contact", who=SAM)["status"] == "won"
 
 
 def test_two_conversions_of_one_lead_at_once_make_one_contact(lf: Leadflow) -> None:
@@ -158,7 +167,7 @@ def test_two_conversions_of_one_lead_at_once_make_one_contact(lf: Leadflow) -> N
 
     def attempt(_: int) -> str:
         try:
-            convert(lf, lead.lead_id, NOW, to="deal", actor="sam")
+            convert(lf, lead.lead_id, NOW, to="deal", who=SAM)
         except Conflict:
             return "conflict"
         return "converted"
@@ -180,7 +189,7 @@ def test_two_leads_of_one_new_client_converted_at_once_make_one_contact(make_app
         convert_lead(conn, lf, row, NOW, to="contact", contact=None, company=None, deal=None, actor="sam")
         # The first conversion has made the contact but not committed: the second must wait for it,
         # not decide on its own that the client is new.
-        later = pool.submit(convert, lf, second.lead_id, NOW, to="contact", actor="sam")
+        later = pool.submit(convert, lf, second.lead_id, NOW, to="contact", who=SAM)
         time.sleep(0.5)
         assert not later.done()
         conn.commit()

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from leadflow.core.errors import Conflict
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import get_lead, restore_lead, set_status
@@ -53,7 +54,7 @@ def test_duplicate_by_phone_written_differently_goes_to_the_existing_owner(lf: L
     result = take_lead(lf, LeadIn(name="Ivan again", phone="+380 (67) 123-45-67"), NOW)
     assert result.manager_key == "chrystia"
     assert result.reason.startswith("duplicate of existing contact #1 by phone +380671234567, owned by Chrystia")
-    detail = get_lead(lf, result.lead_id)
+    detail = get_lead(lf, result.lead_id, who=SYSTEM)
     assert detail["contact_id"] == 1
     assert [e["type"] for e in detail["events"]] == ["lead.received", "lead.duplicate", "lead.assigned"]
     # The same person writing again from the short local form goes to the same owner.
@@ -65,7 +66,7 @@ def test_duplicate_of_an_open_lead_by_email_goes_to_its_manager(make_app: Callab
     first = take_lead(lf, LeadIn(email="Olga@Example.COM"), NOW)
     second = take_lead(lf, LeadIn(email="olga@example.com", phone="0931112233"), NOW)
     assert second.manager_key == first.manager_key
-    assert get_lead(lf, second.lead_id)["duplicate_of_id"] == first.lead_id
+    assert get_lead(lf, second.lead_id, who=SYSTEM)["duplicate_of_id"] == first.lead_id
 
 
 def test_company_name_matched_fuzzily_to_its_owner(lf: Leadflow) -> None:
@@ -92,16 +93,16 @@ def test_junk_is_kept_counted_and_restorable(lf: Leadflow) -> None:
     junk = take_lead(lf, LeadIn(name="Spam", email="me@ourcompany.ua"), NOW)
     assert junk.status == "junk" and junk.manager_key is None
     assert count(lf, leads) == 1
-    restored = restore_lead(lf, junk.lead_id, NOW, actor="desk")
+    restored = restore_lead(lf, junk.lead_id, NOW, who=SYSTEM)
     assert restored["status"] == "assigned"
-    detail = get_lead(lf, junk.lead_id)
+    detail = get_lead(lf, junk.lead_id, who=SYSTEM)
     assert detail["manager_key"] == "anna"
     assert [e["type"] for e in detail["events"]] == ["lead.received", "lead.junked", "lead.restored", "lead.assigned"]
     assert (
         detail["events"][2]["data"]["was"] == "e-mail me@ourcompany.ua is from the company's own domain ourcompany.ua"
     )
     with pytest.raises(Conflict):
-        restore_lead(lf, junk.lead_id, NOW)
+        restore_lead(lf, junk.lead_id, NOW, who=SYSTEM)
 
 
 def test_round_robin_even_across_three_over_300_leads_and_load_follows(lf: Leadflow) -> None:
@@ -122,7 +123,7 @@ def test_manager_at_capacity_is_skipped_and_closing_a_lead_frees_a_slot(lf: Lead
     others = [take_lead(lf, LeadIn(phone=f"067000000{i}"), NOW) for i in range(2, 6)]
     assert all(r.manager_key != "anna" for r in others)
     assert "Anna at capacity 1/1" in others[-1].reason
-    set_status(lf, first.lead_id, "lost", NOW)
+    set_status(lf, first.lead_id, "lost", NOW, who=SYSTEM)
     picked = [take_lead(lf, LeadIn(phone=f"068000000{i}"), NOW).manager_key for i in range(3)]
     assert "anna" in picked
 
@@ -143,4 +144,4 @@ def test_nobody_can_take_it_goes_to_the_unassigned_queue(lf: Leadflow) -> None:
     assert result.status == "new" and result.manager_key is None
     assert result.reason == "unassigned: rule 'all' matched any lead but no one eligible among 3; " \
         "3 skipped: Anna inactive, Bohdan inactive, Chrystia inactive"  # fmt: skip
-    assert get_lead(lf, result.lead_id)["assignments"][0]["reason"] == result.reason
+    assert get_lead(lf, result.lead_id, who=SYSTEM)["assignments"][0]["reason"] == result.reason

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from leadflow.core.errors import Conflict
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import IdempotencyKeyReused, receive, take_lead
 from leadflow.services.leads import get_lead, set_status
@@ -40,7 +41,7 @@ def at(minutes: float) -> datetime:
 
 
 def owner(lf: Leadflow, lead_id: int) -> str | None:
-    return get_lead(lf, lead_id)["manager_key"]
+    return get_lead(lf, lead_id, who=SYSTEM)["manager_key"]
 
 
 def table_count(lf: Leadflow, table: object, *where: object) -> int:
@@ -55,11 +56,11 @@ def test_one_connected_call_satisfies_every_open_lead_of_the_client(make_app: Ca
     second = take_lead(lf, LeadIn(name="Ivan", phone="067 123 45 67", product="leasing"), at(1))
     third = take_lead(lf, LeadIn(name="Ivan P.", email="ivan@example.com", phone="0671234567"), at(2))
     assert {owner(lf, x.lead_id) for x in (first, second, third)} == {"olena"}  # duplicates go to the owner
-    done = record_contact(lf, first.lead_id, "olena", "call", "connected", at(3))
+    done = record_contact(lf, first.lead_id, "olena", "call", "connected", at(3), who=SYSTEM)
     assert done["covered"] == [second.lead_id, third.lead_id]
     assert escalate_due(lf, at(60)) == 0  # nobody else will ring Ivan
     for lead in (second, third):
-        detail = get_lead(lf, lead.lead_id)
+        detail = get_lead(lf, lead.lead_id, who=SYSTEM)
         assert detail["manager_key"] == "olena" and detail["sla_state"] == "met" and detail["status"] == "contacted"
         covered = detail["events"][-1]
         assert covered["type"] == "lead.contacted" and covered["data"]["via"] == first.lead_id
@@ -77,15 +78,15 @@ def test_an_attempt_does_not_cover_the_other_leads_and_a_later_lead_of_a_contact
     lf = make_app(NO_FOLDING)
     first = take_lead(lf, LeadIn(phone="+380671234567"), at(0))
     second = take_lead(lf, LeadIn(phone="+380671234567"), at(1))
-    assert record_contact(lf, first.lead_id, "olena", "call", "no_answer", at(2))["covered"] == []
-    assert get_lead(lf, second.lead_id)["sla_state"] == "running"
-    record_contact(lf, second.lead_id, "olena", "message", "sent", at(3))
-    assert get_lead(lf, first.lead_id)["sla_state"] == "met"  # the link works both ways
+    assert record_contact(lf, first.lead_id, "olena", "call", "no_answer", at(2), who=SYSTEM)["covered"] == []
+    assert get_lead(lf, second.lead_id, who=SYSTEM)["sla_state"] == "running"
+    record_contact(lf, second.lead_id, "olena", "message", "sent", at(3), who=SYSTEM)
+    assert get_lead(lf, first.lead_id, who=SYSTEM)["sla_state"] == "met"  # the link works both ways
     # A closed lead of the client is left alone.
     third = take_lead(lf, LeadIn(phone="+380671234567"), at(4))
-    set_status(lf, third.lead_id, "lost", at(5), reason="changed their mind")
-    assert record_contact(lf, first.lead_id, "olena", "call", "connected", at(6))["covered"] == []
-    assert get_lead(lf, third.lead_id)["first_contact_at"] is None
+    set_status(lf, third.lead_id, "lost", at(5), reason="changed their mind", who=SYSTEM)
+    assert record_contact(lf, first.lead_id, "olena", "call", "connected", at(6), who=SYSTEM)["covered"] == []
+    assert get_lead(lf, third.lead_id, who=SYSTEM)["first_contact_at"] is None
 
 
 def test_repeats_within_the_window_fold_into_the_open_lead(make_app: Callable[[str], Leadflow]) -> None:
@@ -98,7 +99,7 @@ def test_repeats_within_the_window_fold_into_the_open_lead(make_app: Callable[[s
     assert by_mail.lead_id == first.lead_id and by_mail.merged
     assert escalate_due(lf, at(11)) == 1  # one chain: the open lead's own
     assert {owner(lf, first.lead_id)} == {"taras"}
-    detail = get_lead(lf, first.lead_id)
+    detail = get_lead(lf, first.lead_id, who=SYSTEM)
     assert detail["email"] == "ivan@example.com" and detail["message"] == "Where is my call?"  # blanks filled
     assert [e["type"] for e in detail["events"]].count("lead.repeat") == 2
     with lf.engine.connect() as conn:
@@ -111,7 +112,7 @@ def test_repeats_within_the_window_fold_into_the_open_lead(make_app: Callable[[s
     # Outside the window: a lead of its own, sent to the owner as a duplicate; a contact on either covers both.
     later = take_lead(lf, LeadIn(phone="+380671234567", product="leasing"), at(60 * 25))
     assert later.created and not later.merged and later.manager_key == "taras"
-    assert record_contact(lf, later.lead_id, "taras", "call", "connected", at(60 * 25 + 1))["covered"] == [
+    assert record_contact(lf, later.lead_id, "taras", "call", "connected", at(60 * 25 + 1), who=SYSTEM)["covered"] == [
         first.lead_id
     ]
 
@@ -119,7 +120,7 @@ def test_repeats_within_the_window_fold_into_the_open_lead(make_app: Callable[[s
 def test_a_repeat_of_a_closed_lead_is_a_new_lead(make_app: Callable[[str], Leadflow]) -> None:
     lf = make_app(TEAM)
     first = take_lead(lf, LeadIn(phone="+380671234567"), at(0))
-    set_status(lf, first.lead_id, "lost", at(1), reason="no budget")
+    set_status(lf, first.lead_id, "lost", at(1), reason="no budget", who=SYSTEM)
     again = take_lead(lf, LeadIn(phone="+380671234567"), at(2))
     assert again.created and not again.merged and again.lead_id != first.lead_id
 
@@ -153,12 +154,16 @@ def test_the_first_owners_late_call_is_recorded_and_the_current_owner_told(
     lf = make_app(TEAM)
     lead = take_lead(lf, LeadIn(name="Ivan", phone="+380671234567"), at(0))
     assert escalate_due(lf, at(11)) == 1 and owner(lf, lead.lead_id) == "taras"
-    done = record_contact(lf, lead.lead_id, "olena", "call", "connected", at(12))
+    done = record_contact(lf, lead.lead_id, "olena", "call", "connected", at(12), who=SYSTEM)
     assert done["first_contact"] and done["late"] and done["sla_state"] == "met"
     assert escalate_due(lf, at(30)) == 0 and owner(lf, lead.lead_id) == "taras"
-    detail = get_lead(lf, lead.lead_id)
+    detail = get_lead(lf, lead.lead_id, who=SYSTEM)
     contacted = detail["events"][-1]
-    assert (contacted["type"], contacted["actor"], contacted["data"]["owner"]) == ("lead.contacted", "olena", "taras")
+    assert (contacted["type"], contacted["data"]["manager"], contacted["data"]["owner"]) == (
+        "lead.contacted",
+        "olena",
+        "taras",
+    )
     assert contacted["data"]["reason"] == (
         "Olena Koval reached the client after the lead had moved on; the lead stays with Taras Melnyk"
     )
@@ -170,7 +175,7 @@ def test_the_first_owners_late_call_is_recorded_and_the_current_owner_told(
     assert [t.recipient for t in told] == ["taras@example.test"]
     assert "Olena Koval" in told[0].subject
     with pytest.raises(Conflict, match="Andrii Bondar has never owned lead 1: it is with Taras Melnyk"):
-        record_contact(lf, lead.lead_id, "andrii", "call", "connected", at(13))
+        record_contact(lf, lead.lead_id, "andrii", "call", "connected", at(13), who=SYSTEM)
 
 
 def test_a_folded_request_is_kept_as_it_came_and_work_goes_to_the_open_lead(
@@ -180,12 +185,12 @@ def test_a_folded_request_is_kept_as_it_came_and_work_goes_to_the_open_lead(
     first = take_lead(lf, LeadIn(phone="+380671234567"), at(0))
     take_lead(lf, LeadIn(phone="+380671234567", message="again"), at(1))
     for change in (
-        lambda: set_status(lf, 2, "lost", at(2), reason="x"),
-        lambda: record_contact(lf, 2, "olena", "call", "connected", at(2)),
+        lambda: set_status(lf, 2, "lost", at(2), reason="x", who=SYSTEM),
+        lambda: record_contact(lf, 2, "olena", "call", "connected", at(2), who=SYSTEM),
     ):
         with pytest.raises(Conflict, match=f"lead 2 is a repeat request folded into lead {first.lead_id}"):
             change()
-    assert get_lead(lf, 2)["status"] == "merged"
+    assert get_lead(lf, 2, who=SYSTEM)["status"] == "merged"
 
 
 def test_two_managers_reaching_one_client_at_the_same_moment_both_succeed(
@@ -203,8 +208,10 @@ def test_two_managers_reaching_one_client_at_the_same_moment_both_succeed(
         owners = dict(conn.execute(select(leads.c.id, managers.c.key).join(managers, managers.c.id == leads.c.manager_id)).all())  # fmt: skip
     jobs = [(lead, owners[lead]) for pair in pairs for lead in pair]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda job: record_contact(lf, job[0], job[1], "call", "connected", at(2)), jobs))
+        results = list(
+            pool.map(lambda job: record_contact(lf, job[0], job[1], "call", "connected", at(2), who=SYSTEM), jobs)
+        )
     assert all(r["first_contact"] or r["covered"] == [] for r in results)
     for a, b in pairs:
-        assert {get_lead(lf, a)["sla_state"], get_lead(lf, b)["sla_state"]} == {"met"}
+        assert {get_lead(lf, a, who=SYSTEM)["sla_state"], get_lead(lf, b, who=SYSTEM)["sla_state"]} == {"met"}
     assert escalate_due(lf, at(60)) == 0

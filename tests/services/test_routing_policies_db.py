@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from leadflow.core.errors import InvalidInput
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services import people
 from leadflow.services.batch import assign_backlog
 from leadflow.services.context import Leadflow
@@ -59,12 +60,12 @@ def test_people_service_creates_and_patches_accepts(make_app: Callable[[str], Le
     new = people.ManagerIn.model_validate(
         {"key": "dmytro", "name": "Dmytro", "team": "sales", "accepts": {"product": ["credit"], "score": {"lt": 9.5}}}
     )
-    assert people.create_manager(lf, new, NOW)["accepts"] == {"product": ["credit"], "score": {"lt": 9.5}}
-    patched = people.update_manager(lf, "dmytro", people.ManagerPatch(accepts={"region": "PL"}), NOW)
+    assert people.create_manager(lf, new, NOW, who=SYSTEM)["accepts"] == {"product": ["credit"], "score": {"lt": 9.5}}
+    patched = people.update_manager(lf, "dmytro", people.ManagerPatch(accepts={"region": "PL"}), NOW, who=SYSTEM)
     assert patched["accepts"] == {"region": "PL"}
-    assert people.update_manager(lf, "dmytro", people.ManagerPatch(accepts=None), NOW)["accepts"] is None
+    assert people.update_manager(lf, "dmytro", people.ManagerPatch(accepts=None), NOW, who=SYSTEM)["accepts"] is None
     with pytest.raises(InvalidInput, match="unknown lead field 'regon'"):
-        people.update_manager(lf, "dmytro", people.ManagerPatch(accepts={"regon": "PL"}), NOW)
+        people.update_manager(lf, "dmytro", people.ManagerPatch(accepts={"regon": "PL"}), NOW, who=SYSTEM)
 
 
 def _repeat_of_annas_client(lf: Leadflow) -> str:
@@ -72,7 +73,10 @@ def _repeat_of_annas_client(lf: Leadflow) -> str:
         anna = conn.execute(select(managers.c.id).where(managers.c.key == "anna")).scalar_one()
         conn.execute(contacts.insert().values(name="Ivan", phone="+380671234567", owner_id=anna, created_at=NOW))
     result = take_lead(lf, LeadIn(phone="0671234567", budget=5000), NOW)
-    assert [e["type"] for e in get_lead(lf, result.lead_id)["events"]][:2] == ["lead.received", "lead.duplicate"]
+    assert [e["type"] for e in get_lead(lf, result.lead_id, who=SYSTEM)["events"]][:2] == [
+        "lead.received",
+        "lead.duplicate",
+    ]
     return f"{result.manager_key}: {result.reason}"
 
 
@@ -96,7 +100,7 @@ def test_explain_renders_a_summary_of_many_skipped(make_app: Callable[[str], Lea
     many = "\n".join(f"  - {{key: m{i}, name: M{i}, team: sales, absent: true}}" for i in range(12))
     lf = make_app(RULES.replace("{sticky}", "available").replace("routing:", many + "\nrouting:"))
     result = take_lead(lf, LeadIn(phone="0671234567", budget=5000), NOW)
-    candidates = explain_lead(lf, result.lead_id)["decisions"][0]["candidates"]
+    candidates = explain_lead(lf, result.lead_id, who=SYSTEM)["decisions"][0]["candidates"]
     assert [c["key"] for c in candidates] == ["bohdan", "chrystia", None]
     assert candidates[-1]["name"] == "13 skipped"
     assert candidates[-1]["skipped"]["absent"] == {"count": 12, "names": ["M0", "M1", "M2"]}
@@ -114,7 +118,7 @@ def _backlog_repeat_of_annas_client(lf: Leadflow) -> tuple[str | None, str]:
         for row in rows:
             conn.execute(leads.insert().values(**row, utm={}, raw={}, created_at=NOW, updated_at=NOW, sla_hops=0))
         waiting = conn.execute(select(leads.c.id).where(leads.c.status == "new")).scalar_one()
-    report = assign_backlog(lf, NOW)
+    report = assign_backlog(lf, NOW, who=SYSTEM)
     with lf.engine.connect() as conn:
         reason = conn.execute(
             select(assignments.c.reason).where(assignments.c.lead_id == waiting, assignments.c.kind == "batch")
@@ -144,5 +148,5 @@ def test_the_batch_routes_by_extra_fields_as_intake_does(make_app: Callable[[str
             conn.execute(leads.insert().values(channel="web", phone=f"+38067123456{i}", status="new", budget=5000,
                                                utm={}, raw=raw, created_at=NOW, updated_at=NOW, sla_hops=0))  # fmt: skip
         ids = conn.execute(select(leads.c.id).order_by(leads.c.id)).scalars().all()
-    report = assign_backlog(lf, NOW)
+    report = assign_backlog(lf, NOW, who=SYSTEM)
     assert [report.picks[i] for i in ids] == ["chrystia", "chrystia", "bohdan"]

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import get_lead, set_status
@@ -41,12 +42,12 @@ def test_a_b_c_then_head_each_notified_once_with_reasons_in_order(lf: Leadflow) 
     assert lead.manager_key == "anna"
     assert escalate_due(lf, at(1.9)) == 0  # not yet
     assert escalate_due(lf, at(2.0)) == 1
-    assert get_lead(lf, lead.lead_id)["manager_key"] == "bohdan"
+    assert get_lead(lf, lead.lead_id, who=SYSTEM)["manager_key"] == "bohdan"
     assert escalate_due(lf, at(3.0)) == 0  # Bohdan has his own 2 seconds, from 2.0
     assert escalate_due(lf, at(4.1)) == 1
     assert escalate_due(lf, at(6.2)) == 1
     assert escalate_due(lf, at(600)) == 0  # the head of the team is the end: nothing more moves
-    detail = get_lead(lf, lead.lead_id)
+    detail = get_lead(lf, lead.lead_id, who=SYSTEM)
     assert detail["manager_key"] == "head" and detail["sla_state"] == "exhausted" and detail["sla_hops"] == 3
     moves = [(e["type"], e["data"].get("reason")) for e in detail["events"] if e["type"] != "lead.received"]
     assert moves == [
@@ -86,14 +87,14 @@ def test_contact_by_b_within_its_window_stops_the_chain(lf: Leadflow) -> None:
     lead = take_lead(lf, LeadIn(name="Ivan", phone="0671234567"), T0)
     escalate_due(lf, at(2))
     with pytest.raises(Conflict, match="Chrystia has never owned lead 1: it is with Bohdan"):
-        record_contact(lf, lead.lead_id, "chrystia", "call", "connected", at(2.5))
-    attempt = record_contact(lf, lead.lead_id, "bohdan", "call", "no_answer", at(2.6))
+        record_contact(lf, lead.lead_id, "chrystia", "call", "connected", at(2.5), who=SYSTEM)
+    attempt = record_contact(lf, lead.lead_id, "bohdan", "call", "no_answer", at(2.6), who=SYSTEM)
     assert attempt["first_contact"] is False and attempt["sla_state"] == "running"
-    done = record_contact(lf, lead.lead_id, "bohdan", "call", "connected", at(3.5))
+    done = record_contact(lf, lead.lead_id, "bohdan", "call", "connected", at(3.5), who=SYSTEM)
     assert done == {"id": 1, "first_contact": True, "sla_state": "met", "response_band": "≤20m",
                     "response_seconds": 3, "status": "contacted", "late": False, "covered": []}  # fmt: skip
     assert escalate_due(lf, at(100)) == 0
-    detail = get_lead(lf, lead.lead_id)
+    detail = get_lead(lf, lead.lead_id, who=SYSTEM)
     assert detail["manager_key"] == "bohdan" and detail["status"] == "contacted"
     assert [e["type"] for e in detail["events"]][-2:] == ["lead.contact_attempt", "lead.contacted"]
 
@@ -101,20 +102,20 @@ def test_contact_by_b_within_its_window_stops_the_chain(lf: Leadflow) -> None:
 def test_bad_contacts_are_refused_and_change_nothing(lf: Leadflow) -> None:
     lead = take_lead(lf, LeadIn(phone="0671234567"), T0)
     with pytest.raises(InvalidInput, match="'fax' is not a contact kind"):
-        record_contact(lf, lead.lead_id, "anna", "fax", "sent", at(1))
+        record_contact(lf, lead.lead_id, "anna", "fax", "sent", at(1), who=SYSTEM)
     with pytest.raises(InvalidInput, match="a call can end as connected, no_answer, busy, wrong_number, not 'sent'"):
-        record_contact(lf, lead.lead_id, "anna", "call", "sent", at(1))
+        record_contact(lf, lead.lead_id, "anna", "call", "sent", at(1), who=SYSTEM)
     with pytest.raises(InvalidInput, match="manager 'zoe' does not exist"):
-        record_contact(lf, lead.lead_id, "zoe", "call", "connected", at(1))
-    assert get_lead(lf, lead.lead_id)["sla_state"] == "running"
+        record_contact(lf, lead.lead_id, "zoe", "call", "connected", at(1), who=SYSTEM)
+    assert get_lead(lf, lead.lead_id, who=SYSTEM)["sla_state"] == "running"
     assert escalate_due(lf, at(2)) == 1
 
 
 def test_closing_a_lead_stops_its_clock(lf: Leadflow) -> None:
     lead = take_lead(lf, LeadIn(phone="0671234567"), T0)
-    set_status(lf, lead.lead_id, "lost", at(1))
+    set_status(lf, lead.lead_id, "lost", at(1), who=SYSTEM)
     assert escalate_due(lf, at(10)) == 0
-    assert get_lead(lf, lead.lead_id)["sla_state"] == "stopped"
+    assert get_lead(lf, lead.lead_id, who=SYSTEM)["sla_state"] == "stopped"
 
 
 def test_deadline_in_working_hours_from_intake(make_app: Callable[[str], Leadflow]) -> None:
@@ -125,8 +126,10 @@ def test_deadline_in_working_hours_from_intake(make_app: Callable[[str], Leadflo
     friday_evening = datetime(2026, 11, 27, 15, 58, tzinfo=UTC)  # 17:58 in Kyiv
     lead = take_lead(lf, LeadIn(phone="0671234567"), datetime(2026, 11, 27, 9, 0, tzinfo=UTC))  # 11:00, open
     late = take_lead(lf, LeadIn(phone="0501234567"), friday_evening)
-    assert get_lead(lf, lead.lead_id)["sla_due_at"] == datetime(2026, 11, 27, 9, 10, tzinfo=UTC)
-    assert get_lead(lf, late.lead_id)["sla_due_at"] == datetime(2026, 11, 30, 7, 8, tzinfo=UTC)  # Monday 09:08 Kyiv
+    assert get_lead(lf, lead.lead_id, who=SYSTEM)["sla_due_at"] == datetime(2026, 11, 27, 9, 10, tzinfo=UTC)
+    assert get_lead(lf, late.lead_id, who=SYSTEM)["sla_due_at"] == datetime(
+        2026, 11, 30, 7, 8, tzinfo=UTC
+    )  # Monday 09:08 Kyiv
     assert escalate_due(lf, datetime(2026, 11, 29, 12, 0, tzinfo=UTC)) == 1  # only the first one is due by Sunday
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, select, text, update
 
 from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.core.rules_text import parse_rules
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
@@ -93,8 +94,8 @@ def run_chains(lf: Leadflow, limit: int) -> list[int]:
     for step in range(1, 6):
         now = T0 + timedelta(seconds=30 * step)
         if step == 2:
-            set_status(lf, 3, "lost", now - timedelta(seconds=1))  # its clock stops: no timer any more
-            record_contact(lf, 5, owner_of(lf, 5), "call", "connected", now - timedelta(seconds=1))
+            set_status(lf, 3, "lost", now - timedelta(seconds=1), who=SYSTEM)  # its clock stops: no timer any more
+            record_contact(lf, 5, owner_of(lf, 5), "call", "connected", now - timedelta(seconds=1), who=SYSTEM)
         total = 0
         while (n := escalate_due(lf, now, limit=limit)) > 0:
             assert n <= limit
@@ -112,7 +113,7 @@ def owner_of(lf: Leadflow, lead_id: int) -> str:
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     with engine.connect() as conn:
         return {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
-                for t in metadata.sorted_tables}  # fmt: skip
+                for t in metadata.sorted_tables if t.name != "instance"}  # fmt: skip  # its secret is made anew
 
 
 def test_a_batch_of_escalations_writes_the_same_rows_as_one_at_a_time(engine: Engine) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import event, select
 
 from leadflow.core.errors import Conflict, InvalidInput
 from leadflow.core.lead import CleanLead, LeadIn
+from leadflow.core.policy import SYSTEM
 from leadflow.core.predictive import WinModel
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
@@ -59,7 +60,7 @@ def close_leads(lf: Leadflow, history: list[tuple[LeadIn, bool]], won: str = "co
     for lead, outcome in history:
         result = take_lead(lf, lead, NOW)
         assert result.created and result.status != "junk"
-        set_status(lf, result.lead_id, won if outcome else lost, NOW, actor="test")
+        set_status(lf, result.lead_id, won if outcome else lost, NOW, who=SYSTEM)
 
 
 def test_trains_on_closed_leads_stores_the_model_and_scores_new_leads(lf: Leadflow) -> None:
@@ -67,7 +68,7 @@ def test_trains_on_closed_leads_stores_the_model_and_scores_new_leads(lf: Leadfl
     close_leads(lf, history)
     # Open and junk leads are not history: their outcome is not known yet.
     take_lead(lf, LeadIn(channel="referral", phone="0509999999"), NOW)
-    set_status(lf, take_lead(lf, LeadIn(phone="0509999998"), NOW).lead_id, "junk", NOW, reason="test")
+    set_status(lf, take_lead(lf, LeadIn(phone="0509999998"), NOW).lead_id, "junk", NOW, reason="test", who=SYSTEM)
 
     examples = closed_history(lf.engine, lf.rules)
     assert [won for _, won in examples] == [won for _, won in history]
