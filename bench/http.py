@@ -6,10 +6,10 @@ install -y wrk`) posting distinct leads (a Lua script numbers them per thread) f
 
 * bare FastAPI echo, same uvicorn (bench/http_bare.py ``echo``): the ceiling of the framework;
 * bare FastAPI + one SQLite INSERT/COMMIT per request (``insert``): the ceiling of one write per request;
-* leadflow on SQLite as ``serve`` builds it with intake's credential check taken out (bench/http_open.py): the
-  baseline of authenticated intake;
-* ``leadflow serve`` on SQLite, as users run it (the worker in the process, the group writer), posting with an
-  intake key made by ``leadflow api-keys create``;
+* leadflow on SQLite as ``serve`` builds it, under the same uvicorn launcher twice (bench/http_open.py): with
+  intake's credential check taken out, and with it (an intake key made by ``leadflow api-keys create``): the
+  ratio is what authentication costs;
+* ``leadflow serve`` on SQLite, as users run it (the worker in the process, the group writer), with that key;
 * with ``--postgres``, ``leadflow serve --workers N`` on PostgreSQL for each N of ``--workers`` (a fresh database
   each time, the worker in the serving process).
 
@@ -80,8 +80,9 @@ end
 """
 
 
-OPEN = "leadflow serve, SQLite, no credential check (baseline)"
-KEYED = "leadflow serve, SQLite, intake key"
+OPEN = "leadflow as serve builds it, SQLite, no credential check"
+KEYED = "leadflow as serve builds it, SQLite, intake key"
+SERVE = "leadflow serve, SQLite, intake key"
 
 
 def free_port() -> int:
@@ -204,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              _env(BENCH_SQLITE=str(root / "insert.db"))),
             (OPEN, [*uvicorn, "--factory", "bench.http_open:app"],
              _env(LEADFLOW_DATABASE_URL=f"sqlite:///{root / 'open.db'}", LEADFLOW_RULES=rules)),
-            (KEYED, [LEADFLOW, "serve", "--port", "{port}"],
+            (KEYED, [*uvicorn, "--factory", "bench.http_open:keyed"],
+             _env(LEADFLOW_DATABASE_URL=f"sqlite:///{root / 'keyed.db'}", LEADFLOW_RULES=rules)),
+            (SERVE, [LEADFLOW, "serve", "--port", "{port}"],
              _env(LEADFLOW_DATABASE_URL=f"sqlite:///{root / 'leadflow.db'}", LEADFLOW_RULES=rules)),
         ]  # fmt: skip
         if args.postgres:
@@ -216,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         offset = 0
         repo = Path(__file__).resolve().parents[1]  # where `bench.http_bare` imports from
         for name, command, env in servers:
-            key = intake_key(env, root) if command[0] == LEADFLOW else ""
+            key = intake_key(env, root) if name in (KEYED, SERVE) else ""
             with Server(name, command, env | {"PYTHONPATH": str(repo)}, repo, root) as server:
                 for c in counts:
                     offset += 10_000_000  # distinct phones in every run: nothing folds into an earlier lead

@@ -1,6 +1,6 @@
 """leadflow as `leadflow serve` runs it (the group writer, the worker in the process), with intake's credential
-check taken out: the baseline bench/http.py measures authenticated intake against, in the same run. A bench
-fixture only: leadflow itself has no way to turn authentication off.
+check taken out (``app``), and the same with it (``keyed``): the pair bench/http.py measures authenticated
+intake by, in the same run. A bench fixture only: leadflow itself has no way to turn authentication off.
 
     LEADFLOW_DATABASE_URL=sqlite:////tmp/x.db LEADFLOW_RULES=rules.yaml \\
         .venv/bin/python -m uvicorn --factory bench.http_open:app --port 8103
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import gc
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi import FastAPI, Request
 
+from leadflow.api import auth
 from leadflow.api.app import create_api
 from leadflow.bootstrap import open_app
 from leadflow.core.policy import Action, Principal
@@ -22,22 +22,28 @@ from leadflow.worker import Worker
 ANYONE = Principal("key", "bench, no check", scope="intake")
 
 
-async def _anyone() -> Principal:
+async def _no_check(request: Request, action: Action) -> Principal:
     return ANYONE
 
 
-def app() -> FastAPI:
+def _build() -> FastAPI:
     settings = Settings()
     lf = open_app(settings, serving=True)
     api = create_api(lf, settings)
     worker = Worker(lf, poll_seconds=settings.worker_poll_seconds)
     worker.start()
     api.state.worker = worker
-    for context in iter_route_contexts(api.routes):
-        route = context.original_route
-        if isinstance(route, APIRoute):
-            for dependency in route.dependant.dependencies:
-                if getattr(dependency.call, "leadflow_action", None) is Action.LEAD_CREATE:
-                    api.dependency_overrides[dependency.call] = _anyone
     gc.freeze()
     return api
+
+
+def app() -> FastAPI:
+    """Without the check: the route's permit() dependency calls this module-level function; in its place, every
+    request is "a key"."""
+    auth.authenticate = _no_check  # type: ignore[assignment]
+    return _build()
+
+
+def keyed() -> FastAPI:
+    """The same, with the check: the pair differs in nothing else (launcher, options, worker)."""
+    return _build()

@@ -15,10 +15,13 @@ is refused within a second everywhere, and at once in the process that revoked i
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs
 
 from anyio import to_thread
@@ -28,6 +31,7 @@ from fastapi.security import HTTPBearer
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from leadflow.core.errors import Forbidden, TooManyRequests, Unauthenticated, Unavailable
@@ -36,6 +40,8 @@ from leadflow.services import accounts
 from leadflow.services.accounts import KeyHolder, SessionHolder, SessionTimes
 from leadflow.services.context import Leadflow, utcnow
 
+log = logging.getLogger("leadflow.api")
+T = TypeVar("T")
 SESSION_COOKIE = "leadflow_session"
 CSRF_HEADER = "x-csrf-token"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -60,6 +66,8 @@ class Authenticator:
         self._secret: bytes | None = None
         self._seen: dict[str, Seen] = {}
         self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._pending: dict[str, asyncio.Future[KeyHolder | SessionHolder | None]] = {}
+        self._touches: set[asyncio.Task[None]] = set()
 
     def secret(self) -> bytes:
         if self._secret is None:
@@ -73,46 +81,66 @@ class Authenticator:
 
     async def holder(self, token: str) -> KeyHolder | SessionHolder | None:
         if self._secret is None:
-            try:
-                await to_thread.run_sync(self.secret)
-            except SQLAlchemyError as exc:
-                problem = " ".join(str(getattr(exc, "orig", None) or exc).split())
-                raise Unavailable(f"the credentials cannot be checked: the database failed: {problem}") from None
+            await _database(to_thread.run_sync, self.secret)
         assert self._secret is not None
         token_digest = accounts.digest(self._secret, token)
         seen = self._seen.get(token_digest)
         now = time.monotonic()
         if seen is not None and seen.until > now:
             return seen.holder
+        # One look-up per token at a time: the requests that find the memory expired together wait for it.
+        pending = self._pending.get(token_digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[KeyHolder | SessionHolder | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)
+        self._pending[token_digest] = future
         try:
-            found = await to_thread.run_sync(self._look_up, token, token_digest)
-        except SQLAlchemyError as exc:
-            problem = " ".join(str(getattr(exc, "orig", None) or exc).split())
-            raise Unavailable(f"the credentials cannot be checked: the database failed: {problem}") from None
+            found = await _database(to_thread.run_sync, self._look_up, token, token_digest)
+            future.set_result(found)
+        except BaseException as exc:
+            future.set_exception(exc) if isinstance(exc, Exception) else future.cancel()
+            raise
+        finally:
+            self._pending.pop(token_digest, None)
         if found is None:
             self._seen.pop(token_digest, None)
             return None
         if len(self._seen) >= _CACHE_MAX:
             self._seen.clear()
         self._seen[token_digest] = Seen(found, now + _CACHE_SECONDS)
+        self._touch(found)
         return found
 
     def _look_up(self, token: str, token_digest: str) -> KeyHolder | SessionHolder | None:
-        now = utcnow()
         with self.app.engine.connect() as conn:
             if token.startswith(accounts.SESSION_PREFIX):
-                session = accounts.find_session(conn, token_digest, now, self.times)
-                if session is not None and (now - session.last_seen_at).total_seconds() > _TOUCH_SECONDS:
-                    accounts.touch_session(conn, session.principal.session_id or 0, now)
-                    conn.commit()
-                return session
-            key = accounts.find_key(conn, token_digest)
-            if key is not None and (
-                key.last_used_at is None or (now - key.last_used_at).total_seconds() > _TOUCH_SECONDS
-            ):
-                accounts.touch_key(conn, key.principal.id or 0, now)
-                conn.commit()
-            return key
+                return accounts.find_session(conn, token_digest, utcnow(), self.times)
+            return accounts.find_key(conn, token_digest)
+
+    def _touch(self, found: KeyHolder | SessionHolder) -> None:
+        """Record the last use (a key) or activity (a session) at most once a minute, through the process's writer
+        and off the request's path: it is for people to read, and must not wait for the write lock."""
+        now = utcnow()
+        if isinstance(found, SessionHolder):
+            if (now - found.last_seen_at).total_seconds() <= _TOUCH_SECONDS:
+                return
+            session_id = found.principal.session_id or 0
+            work: Callable[[Connection], None] = lambda conn: accounts.touch_session(conn, session_id, now)  # noqa: E731
+        else:
+            if found.last_used_at is not None and (now - found.last_used_at).total_seconds() <= _TOUCH_SECONDS:
+                return
+            key_id = found.principal.id or 0
+            work = lambda conn: accounts.touch_key(conn, key_id, now)  # noqa: E731
+        task = asyncio.get_running_loop().create_task(self._write(work))
+        self._touches.add(task)
+        task.add_done_callback(self._touches.discard)
+
+    async def _write(self, work: Callable[[Connection], None]) -> None:
+        try:
+            await self.app.transaction_async(work)
+        except Exception:  # a last-used time is not worth failing anything for
+            log.warning("could not record when a key or session was last used", exc_info=True)
 
     def check_rate(self, key: KeyHolder, address: str | None) -> None:
         """An intake key's limits: leads per minute for the key, and from one client address."""
@@ -129,6 +157,20 @@ class Authenticator:
                 raise TooManyRequests(
                     f"too many leads from {what}: at most {limit} a minute; try again in {wait} s", wait
                 )
+
+
+async def _database(run: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """run(*args), a database read; a database that fails is 503 (the credentials cannot be checked), not 500."""
+    try:
+        return await run(*args)
+    except SQLAlchemyError as exc:
+        problem = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise Unavailable(f"the credentials cannot be checked: the database failed: {problem}") from None
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # seen: a failure every waiter got is not "never retrieved"
 
 
 def authenticator(request: Request) -> Authenticator:
