@@ -32,7 +32,7 @@ from leadflow.services.privacy import (
     export_client,
 )
 from leadflow.services.sla import escalate_due, record_contact
-from leadflow.store.outbox import mark_sent
+from leadflow.store.outbox import mark_sent, retry_dead
 from leadflow.store.tables import companies, contacts, deals, events, leads, outbox, timers
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -238,6 +238,11 @@ def test_erasure_leaves_nothing_that_identifies_the_client_and_reports_still_cou
     # The worker later moves Olena's lead along and tells its owner; nothing more goes out about Ivan.
     assert escalate_due(lf, T0 + timedelta(days=5)) == 1
     assert found(lf.engine, IVAN) == []
+    # A message cancelled by the erasure cannot be put back in the queue by an operator's retry.
+    with lf.engine.begin() as conn:
+        stopped = conn.execute(select(outbox.c.id).where(outbox.c.last_error == CANCELLED)).scalars().first()
+        with pytest.raises(Conflict, match="personal data was erased"):
+            retry_dead(conn, stopped, T0 + timedelta(days=5))
 
 
 def test_erasing_twice_changes_nothing_the_second_time(lf: Leadflow, people: dict[str, int]) -> None:
