@@ -28,14 +28,12 @@ from anyio import to_thread
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from leadflow.core.errors import Forbidden, TooManyRequests, Unauthenticated, Unavailable
 from leadflow.core.policy import Action, Principal, can, needed_for
+from leadflow.core.rate import SlidingWindows
 from leadflow.services import accounts
 from leadflow.services.accounts import KeyHolder, SessionHolder, SessionTimes
 from leadflow.services.context import Leadflow, utcnow
@@ -65,7 +63,7 @@ class Authenticator:
         self.times = times
         self._secret: bytes | None = None
         self._seen: dict[str, Seen] = {}
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._limits = SlidingWindows()
         self._pending: dict[str, asyncio.Future[KeyHolder | SessionHolder | None]] = {}
         self._touches: set[asyncio.Task[None]] = set()
 
@@ -144,19 +142,16 @@ class Authenticator:
 
     def check_rate(self, key: KeyHolder, address: str | None) -> None:
         """An intake key's limits: leads per minute for the key, and from one client address."""
-        for limit, parts, what in (
+        now = time.monotonic()
+        for limit, counted, what in (
             (key.rate_per_minute, (key.principal.name,), "this key"),
             (key.address_rate_per_minute, (key.principal.name, address or "-"), "this address"),
         ):
-            if not limit:
-                continue
-            item = RateLimitItemPerMinute(limit)
-            if not self._limiter.hit(item, "intake", *parts):
-                reset = self._limiter.get_window_stats(item, "intake", *parts).reset_time
-                wait = max(1, int(reset - time.time()) + 1)
-                raise TooManyRequests(
-                    f"too many leads from {what}: at most {limit} a minute; try again in {wait} s", wait
-                )
+            if limit:
+                wait = self._limits.hit(counted, limit, now)
+                if wait:
+                    raise TooManyRequests(f"too many leads from {what}: at most {limit} a minute; try again in {wait} s",
+                                          wait)  # fmt: skip
 
 
 async def _database(run: Callable[..., Awaitable[T]], *args: Any) -> T:
