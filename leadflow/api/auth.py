@@ -96,8 +96,11 @@ class Authenticator:
         try:
             found = await _database(to_thread.run_sync, self._look_up, token, token_digest)
             future.set_result(found)
-        except BaseException as exc:
-            future.set_exception(exc) if isinstance(exc, Exception) else future.cancel()
+        except Exception as exc:
+            future.set_exception(exc)
+            raise
+        except BaseException:  # cancelled: the requests waiting for this look-up are cancelled with it
+            future.cancel()
             raise
         finally:
             self._pending.pop(token_digest, None)

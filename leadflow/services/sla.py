@@ -27,7 +27,7 @@ from leadflow.services.access import guard_contact, restrict
 from leadflow.services.context import Leadflow
 from leadflow.services.delivery import enqueue_notification
 from leadflow.store.db import READ_ONLY
-from leadflow.store.events import INSERT_ASSIGNMENT, assignment_row, new_event
+from leadflow.store.events import INSERT_ASSIGNMENT, add_event, assignment_row, new_event
 from leadflow.store.fast import Fast
 from leadflow.store.lead_rows import identity_keys, lead_row_to_clean, lock_client, lock_leads
 from leadflow.store.outbox import collected as outbox_collected
@@ -49,7 +49,6 @@ ROUTE_AT = "route_at"  # a lead that waits for its team to open (out_of_hours: q
 OUTCOMES = {"call": ("connected", "no_answer", "busy", "wrong_number"), "message": ("sent",), "meeting": ("set",)}
 INSERT_TIMER = timers.insert()
 _INSERT_TIMER = Fast(INSERT_TIMER)  # one a lead at intake: on the driver's cursor
-_INSERT_EVENT_ID = events.insert().returning(events.c.id)
 STOPS_CLOCK = {("call", "connected"), ("message", "sent"), ("meeting", "set")}
 DEFAULT_SLACK = "default"  # outbox recipient meaning the configured Slack webhook
 
@@ -137,10 +136,6 @@ def notify(
                              overrides=app.rules.templates or None)  # fmt: skip
 
 
-def insert_event(conn: Connection, row: dict[str, Any]) -> int:
-    return int(conn.execute(_INSERT_EVENT_ID, row).scalar_one())
-
-
 # --- first contact -------------------------------------------------------------------------------------------
 
 
@@ -201,7 +196,7 @@ def record_contact(
         event_type = "lead.contacted" if first else "lead.contact_attempt"
         event = new_event(lead_id, event_type, now, who, manager=by["key"], kind=kind, outcome=outcome, note=note,
                           owner=owner["key"] if owner else None, reason=reason)  # fmt: skip
-        event_id = insert_event(conn, event)
+        event_id = add_event(conn, event)
         if late and stops and owner is not None:
             context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": by["name"],
                                                                               "reason": reason}  # fmt: skip
@@ -268,7 +263,7 @@ def _cover_client(
         if values.get("sla_state") == "met":
             stop_clock(conn, sibling["id"])
         conn.execute(update(leads).where(leads.c.id == sibling["id"]).values(**values))
-        insert_event(conn, new_event(sibling["id"], "lead.contacted", now, who, manager=by["key"], kind=kind,
+        add_event(conn, new_event(sibling["id"], "lead.contacted", now, who, manager=by["key"], kind=kind,
                                      outcome=outcome, via=lead["id"], reason=reason))  # fmt: skip
     return [s["id"] for s in siblings]
 
@@ -479,7 +474,7 @@ def _desk_overdue(
     if lead["queue"] != "desk":
         return 0
     waited = format_duration(now - lead["created_at"])
-    event_id = insert_event(conn, new_event(lead["id"], "lead.desk_overdue", now, "sla",
+    event_id = add_event(conn, new_event(lead["id"], "lead.desk_overdue", now, "sla",
                                             reason=f"waiting at the quality desk for {waited}",
                                             due_at=due_at.isoformat()))  # fmt: skip
     team = conn.execute(select(teams).where(teams.c.key == data.get("team"))).mappings().first()
