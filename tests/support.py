@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from leadflow.api.app import create_api
@@ -133,3 +134,27 @@ routing:
 sla:
   default: {first_contact: 2s, count: wall_clock, chain: {max_hops: 3}}
 """
+
+
+def web_user(app: Leadflow, username: str, role: str, *, manager: str | None = None,
+             teams: list[str] | None = None, language: str | None = None) -> str:  # fmt: skip
+    """A new user with this role; returns the password, for signing in through /login as a browser does."""
+    password = f"{username}-password-1"
+    with app.engine.begin() as conn:
+        accounts.create_user(conn, username, password, utcnow(), role=role, teams_=teams, manager=manager,
+                             actor=SYSTEM)  # fmt: skip
+        if language:
+            user_id = accounts.get_user(conn, username)["id"]
+            accounts.set_language(conn, user_id, language, ("uk", "ru", "en"))
+    return password
+
+
+def web_sign_in(client: httpx.Client, username: str, password: str) -> str:
+    """Sign `client` in through the sign-in page (it keeps the session cookie); returns the session's CSRF token,
+    read from a page as a browser's form has it."""
+    answer = client.post("/login", data={"username": username, "password": password, "next": "/search"})
+    assert answer.status_code == 303, answer.text
+    page = client.get("/search")
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)

@@ -14,7 +14,8 @@ from leadflow.api.params import LeadflowRoute
 from leadflow.api.security import SecurityHeaders
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
-from leadflow.web import login
+from leadflow.web import login, work
+from leadflow.web.live import LiveHub
 
 
 def create_api(app: Leadflow, settings: Settings) -> FastAPI:
@@ -30,6 +31,7 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.state.leadflow = app
     api.state.settings = settings
     api.state.auth = Authenticator(app, settings.session_times)
+    api.state.live = LiveHub(app)
     install_error_handlers(api)
     api.include_router(intake.router)
     api.include_router(leads.router)
@@ -42,6 +44,7 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(accounts.router)
     api.include_router(clients.router)
     api.include_router(login.router)
+    api.include_router(work.router)
     api.include_router(docs.router)
     api.mount(docs.STATIC_URL, docs.static_files(), name="static")
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds)

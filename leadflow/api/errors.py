@@ -34,6 +34,7 @@ from leadflow.core.text import unsafe_character
 from leadflow.services.accounts import SignInRefused
 from leadflow.web.i18n import pick_language
 from leadflow.web.pages import error_page
+from leadflow.web.viewer import PAGE_FLAG
 
 log = logging.getLogger("leadflow.api")
 
@@ -56,7 +57,12 @@ def error_response(
     headers: dict[str, str] | None = None,
     reference: str | None = None,
 ) -> Response:
-    """The error as JSON; as a page in the visitor's language when a browser asked (it prefers HTML to JSON)."""
+    """The error as JSON; as a page in the visitor's language when a browser asked (it prefers HTML to JSON), or
+    in a page's own way on the desk's pages (web/refusals.py)."""
+    if request.scope.get(PAGE_FLAG):
+        from leadflow.web.refusals import page_error  # the pages depend on the API's pieces, not the other way
+
+        return page_error(request, status, message, problems or [], headers)
     if prefers_html(request.headers.get("accept", "")):
         language = pick_language(request.headers.get("accept-language"))
         page = error_page(language, status, message, problems or [], reference)

@@ -576,6 +576,11 @@ class RulesFile(_Strict):
         description="Your own message texts: event type → language → Jinja2 text whose first line is the subject.",
     )
     default_language: Literal["uk", "ru", "en"] = Field("uk", description="Language of notifications by default.")
+    lost_reasons: tuple[str, ...] = Field(
+        ("price", "chose a competitor", "no longer needed", "could not reach", "not our product"),
+        min_length=1,
+        description="Why a lead can be lost: the list a manager picks from when closing a lead as lost.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> RulesFile:

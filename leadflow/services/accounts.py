@@ -181,6 +181,13 @@ def set_password(conn: Connection, username: str, password: str, now: datetime, 
     _audit(conn, actor, "user.password_reset", now, username=user["username"])
 
 
+def set_language(conn: Connection, user_id: int, language: str | None, languages: tuple[str, ...]) -> None:
+    """A user's own language for the pages (None: the browser's)."""
+    if language is not None and language not in languages:
+        raise InvalidInput.one("language", f"'{language}' is not one of {', '.join(languages)}")
+    conn.execute(update(users).where(users.c.id == user_id).values(language=language))
+
+
 def _revoke_sessions(conn: Connection, user_id: int, now: datetime) -> None:
     conn.execute(update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
                  .values(revoked_at=now))  # fmt: skip
@@ -323,6 +330,8 @@ class SessionHolder:
     csrf_token: str
     last_seen_at: datetime
     expires_at: datetime
+    display_name: str = ""
+    language: str | None = None  # the user's own choice for the pages; None: the browser's
 
 
 def find_key(conn: Connection, key_digest: str) -> KeyHolder | None:
@@ -345,7 +354,7 @@ def grants_of(conn: Connection, user_id: int) -> tuple[Grant, ...]:
 def find_session(conn: Connection, token_digest: str, now: datetime, times: SessionTimes) -> SessionHolder | None:
     row = conn.execute(
         select(sessions.c.id, sessions.c.csrf_token, sessions.c.last_seen_at, sessions.c.expires_at,
-               users.c.id.label("user_id"), users.c.username, users.c.manager_id)
+               users.c.id.label("user_id"), users.c.username, users.c.manager_id, users.c.name, users.c.language)
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.digest == token_digest, sessions.c.revoked_at.is_(None), users.c.disabled_at.is_(None))
     ).first()  # fmt: skip
@@ -353,7 +362,7 @@ def find_session(conn: Connection, token_digest: str, now: datetime, times: Sess
         return None
     principal = Principal("user", row.username, row.user_id, grants_of(conn, row.user_id),
                           manager_id=row.manager_id, session_id=row.id)  # fmt: skip
-    return SessionHolder(principal, row.csrf_token, row.last_seen_at, row.expires_at)
+    return SessionHolder(principal, row.csrf_token, row.last_seen_at, row.expires_at, row.name, row.language)
 
 
 def touch_session(conn: Connection, session_id: int, now: datetime) -> None:

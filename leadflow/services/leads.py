@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -120,15 +121,40 @@ def restore_lead(app: Leadflow, lead_id: int, now: datetime, *, who: Principal) 
         return {"id": lead_id, "status": "assigned" if decision.assigned else "new", "reason": decision.reason}
 
 
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """What a won lead brought, as the manager recorded it."""
+
+    amount: Decimal | None = None
+    units: int | None = None
+    margin: Decimal | None = None
+
+    def problems(self) -> list[FieldProblem]:
+        found = []
+        for name, value in (("amount", self.amount), ("units", self.units), ("margin", self.margin)):
+            if value is not None and value < 0:
+                found.append(FieldProblem(name, f"{name} cannot be negative"))
+        if self.amount is not None and self.margin is not None and self.margin > self.amount:
+            found.append(FieldProblem("margin", "the margin cannot be more than the amount"))
+        return found
+
+
 def set_status(
-    app: Leadflow, lead_id: int, status: str, now: datetime, *, who: Principal, reason: str | None = None
-) -> dict[str, Any]:
-    """Move a lead to another funnel status; a manager's load follows open/closed."""
+    app: Leadflow, lead_id: int, status: str, now: datetime, *, who: Principal, reason: str | None = None,
+    sale: Sale | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Move a lead to another funnel status; a manager's load follows open/closed. A lead closed as won keeps what
+    it brought (`sale`); one closed as lost keeps why (`reason`)."""
     statuses = {s.key: s for s in app.rules.funnel}
     if status not in statuses:
         raise InvalidInput.one("status", f"'{status}' is not in the funnel ({', '.join(statuses)})")
     if status == "junk" and not reason:
         raise InvalidInput.one("reason", "say why the lead is junk, so it can be judged and restored later")
+    if sale is not None:
+        if statuses[status].outcome != "won":
+            raise InvalidInput.one("amount", f"'{status}' does not close a lead as won: a sale goes with a won status")
+        if sale.problems():
+            raise InvalidInput(sale.problems())
     with app.engine.begin() as conn:
         guard_lead(conn, who, lead_id, Action.LEAD_WORK)
         row = lock_lead(conn, lead_id)
@@ -145,12 +171,21 @@ def set_status(
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if status == "junk":
             values["junk_reason"] = reason
+        if outcome == "lost":
+            values["lost_reason"] = reason
+        if sale is not None:
+            values.update(won_amount=sale.amount, won_units=sale.units, won_margin=sale.margin)
         if not now_open and row["sla_state"] == "running":
             # Closed before anyone made contact: the clock stops, and reports see why.
             stop_clock(conn, lead_id)
             values.update(sla_state="stopped", sla_due_at=None)
         conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
-        change = new_event(lead_id, "lead.status_changed", now, who, old=old, new=status,
-                           reason=reason)  # fmt: skip
+        sold: dict[str, Any] = {} if sale is None else {"amount": _number(sale.amount), "units": sale.units,
+                                        "margin": _number(sale.margin)}  # fmt: skip
+        change = new_event(lead_id, "lead.status_changed", now, who, old=old, new=status, reason=reason, **sold)
         append_events(conn, [change])
         return {"id": lead_id, "status": status}
+
+
+def _number(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)

@@ -238,6 +238,11 @@ leads = Table(
     Column("company_key", String(200)),
     Column("company_block", String(10)),
     Column("email_domain", String(254)),
+    # A closed lead's result as the manager recorded it: what was sold, and why a lost one was lost.
+    Column("won_amount", Numeric(16, 2)),
+    Column("won_units", Integer),
+    Column("won_margin", Numeric(16, 2)),
+    Column("lost_reason", Text),
     UniqueConstraint("channel", "external_id"),
     Index("ix_leads_phone", "phone"),
     Index("ix_leads_email", "email"),
@@ -247,6 +252,7 @@ leads = Table(
     Index("ix_leads_sla_state_sla_due_at", "sla_state", "sla_due_at"),
     Index("ix_leads_sla_state_first_contact_created", "sla_state", "first_contact_at", "created_at"),
     Index("ix_leads_queue_created_at", "queue", "created_at"),
+    Index("ix_leads_first_contact_at", "first_contact_at"),
     *(
         Index(
             f"ix_leads_{column}",

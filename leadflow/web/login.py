@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadflow.api.accounts import end_session, open_session, set_session_cookie
-from leadflow.api.auth import SESSION_COOKIE, authenticate, permit, public
+from leadflow.api.auth import permit, public
 from leadflow.api.deps import AppDep, SettingsDep
 from leadflow.api.intake import form_fields
-from leadflow.core.errors import Forbidden, TooManyRequests, Unauthenticated
+from leadflow.core.errors import Forbidden, TooManyRequests
 from leadflow.core.policy import Action, Principal
 from leadflow.services.accounts import SignInRefused
 from leadflow.web.i18n import pick_language, translator
@@ -77,17 +76,3 @@ def logout_form(request: Request, app: AppDep, who: Annotated[Principal, permit(
     response = RedirectResponse("/login", status_code=303)
     end_session(app, request, who, response)
     return response
-
-
-@router.get("/", dependencies=[public("the start page: sends a visitor who is not signed in to the sign-in page")])
-async def home(request: Request) -> Response:
-    try:
-        who = await authenticate(request, Action.SELF)
-    except Unauthenticated:
-        response = RedirectResponse(f"/login?next={quote('/')}", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-    holder = await request.app.state.auth.holder(request.cookies.get(SESSION_COOKIE, ""))
-    csrf = getattr(holder, "csrf_token", "")
-    roles = ", ".join(f"{g.role} ({g.team_key})" if g.team_key else g.role for g in who.grants)
-    return HTMLResponse(render("home.html", _language(request), name=who.name, roles=roles, csrf_token=csrf))

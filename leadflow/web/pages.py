@@ -25,6 +25,10 @@ _env = Environment(
 _env.globals["static"] = STATIC_URL
 
 
+def environment() -> Environment:
+    return _env
+
+
 def render(template: str, language: str, **context: Any) -> str:
     return _env.get_template(template).render(_=translator(language), lang=language, **context)
 

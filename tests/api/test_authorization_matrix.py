@@ -21,6 +21,7 @@ from leadflow.api.auth import declared_action, declared_public
 from leadflow.core.policy import Action
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
+from leadflow.web.viewer import WebRoute
 from tests.support import bearer, live_server, new_key, person
 
 RULES = """
@@ -111,6 +112,11 @@ def world(make_app: Callable[[str], Leadflow]) -> Iterator[World]:
 
 
 def route_table() -> list[tuple[str, str, Action | None, str | None]]:
+    """(method, path, declared action, why public) of every route."""
+    return [(m, p, a, r) for m, p, a, r, _ in _routes()]
+
+
+def _routes() -> list[tuple[str, str, Action | None, str | None, bool]]:
     from sqlalchemy import create_engine
 
     from leadflow.core.rules_text import parse_rules
@@ -122,12 +128,15 @@ def route_table() -> list[tuple[str, str, Action | None, str | None]]:
         if not isinstance(route, APIRoute):
             continue
         for method in sorted(route.methods - {"HEAD"}):
-            found.append((method, route.path, declared_action(route), declared_public(route)))
+            found.append((method, route.path, declared_action(route), declared_public(route),
+                          isinstance(route, WebRoute)))  # fmt: skip
     return found
 
 
 # Signing out ends the caller's session: last, so that the routes after it still see a signed-in caller.
 ROUTES = sorted(route_table(), key=lambda r: r[2] is Action.SELF and r[0] == "POST")
+# The desk's pages: a browser's forms, answered as pages (sign in first, HTML refusals), for people only.
+PAGES = {(m, p) for m, p, _, _, page in _routes() if page}
 
 
 def test_every_route_declares_who_may_call_it() -> None:
@@ -158,10 +167,34 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Form fields the desk's pages take, so that a refusal is the lead's (404), not the form's (422).
+FORMS: dict[tuple[str, str], dict[str, str]] = {
+    ("POST", "/leads/{lead_id}/contact"): {"kind": "call", "outcome": "no_answer"},
+    ("POST", "/leads/{lead_id}/note"): {"note": "called, no answer"},
+    ("POST", "/leads/{lead_id}/status"): {"status": "qualified"},
+    ("POST", "/leads/{lead_id}/won"): {"amount": "100"},
+    ("POST", "/leads/{lead_id}/lost"): {"reason": "price"},
+}
+
+
+# Server-sent events never end: only their opening is looked at.
+STREAMS = {"/live"}
+
+
+def _opened(client: httpx.Client, path: str) -> httpx.Response:
+    with client.stream("GET", path) as answer:
+        if answer.status_code != 200:
+            answer.read()
+        return answer
+
+
 def expected(method: str, path: str, action: Action, caller: str) -> set[int] | None:
     """The refusal `caller` gets, or None when they are let through (whatever the route then answers)."""
+    page = (method, path) in PAGES
     if caller == "anonymous":
-        return {401}
+        return {303} if page else {401}  # a page sends a stranger to sign in
+    if page and caller.startswith("key_"):
+        return {403}  # pages are for people; machines use the API
     if caller not in ALLOWED[action]:
         return {403}
     if LEAD_ROUTE.search(path) and caller in HIDDEN_FROM:
@@ -180,14 +213,23 @@ def test_each_route_lets_in_exactly_who_may_call_it(world: World, caller: str) -
         for method, path, action, _ in ROUTES:
             if action is None or (method, path) == ("POST", "/logout"):  # the page's sign-out: test_auth_flows
                 continue
-            answer = client.request(method, _path(path, world.lead_id), json=BODIES.get((method, path), {}))
+            page = (method, path) in PAGES
+            if path in STREAMS:
+                answer = _opened(client, path)
+            elif page:
+                answer = client.request(method, _path(path, world.lead_id), data=FORMS.get((method, path), {}))
+            else:
+                answer = client.request(method, _path(path, world.lead_id), json=BODIES.get((method, path), {}))
             refusal = expected(method, path, action, caller)
             got = answer.status_code
             if refusal is None:
                 ok = got not in (401, 403) and not (LEAD_ROUTE.search(path) and got == 404)
             else:
                 ok = got in refusal and not any(t in answer.text for t in world.secret_texts)
-                ok = ok and set(answer.json()) == {"error", "message", "problems"}
+                if page:
+                    ok = ok and (got != 303 or answer.headers["location"].startswith("/login"))
+                else:
+                    ok = ok and set(answer.json()) == {"error", "message", "problems"}
                 if got == 401:
                     ok = ok and answer.headers.get("www-authenticate", "").startswith("Bearer")
             if not ok:

@@ -1,0 +1,119 @@
+"""Rendering the desk's pages: one Jinja2 environment, the viewer's language and formats in every template, the
+labels of leadflow's own words (statuses, events, outcomes), and the answer a form post gets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from leadflow import __version__
+from leadflow.core.rules import RulesFile
+from leadflow.services.context import utcnow
+from leadflow.web.i18n import LANGUAGES, NAMES, translations
+from leadflow.web.pages import environment
+from leadflow.web.viewer import Viewer, from_htmx
+
+
+def N_(text: str) -> str:  # gettext's marker: extracted into the catalogue, translated where shown
+    return text
+
+
+# leadflow's own words, translated where they are shown. A status the rules file labels itself shows that label.
+STATUS_LABELS = {
+    "new": N_("New"), "assigned": N_("Assigned"), "contacted": N_("Contacted"), "qualified": N_("Qualified"),
+    "converted": N_("Converted"), "junk": N_("Junk"), "lost": N_("Lost"), "won": N_("Won"), "merged": N_("Merged"),
+}  # fmt: skip
+_DEFAULT_LABELS = {"new": "New", "assigned": "Assigned", "contacted": "Contacted", "qualified": "Qualified",
+                   "converted": "Converted", "junk": "Junk", "lost": "Lost"}  # fmt: skip
+EVENT_LABELS = {
+    "lead.received": N_("Received"), "lead.scored": N_("Scored"), "lead.flagged": N_("Flagged"),
+    "lead.junked": N_("Set aside as junk"), "lead.duplicate": N_("Matched to the client"),
+    "lead.duplicate_suspected": N_("Possible duplicate"), "lead.merged": N_("Folded into the open lead"),
+    "lead.repeat": N_("The client wrote again"), "lead.queued": N_("Queued at the quality desk"),
+    "lead.left_desk": N_("Left the quality desk"), "lead.desk_overdue": N_("Waited too long at the desk"),
+    "lead.assigned": N_("Assigned"), "lead.unassigned": N_("Left unassigned"), "lead.escalated": N_("Escalated"),
+    "lead.chain_exhausted": N_("End of the chain"), "lead.reassigned": N_("Reassigned"),
+    "lead.contacted": N_("First contact"), "lead.contact_attempt": N_("Contact attempt"),
+    "lead.status_changed": N_("Status changed"), "lead.restored": N_("Restored"), "lead.note": N_("Note"),
+    "lead.converted": N_("Converted"), "lead.erased": N_("Personal data erased"),
+}  # fmt: skip
+OUTCOME_LABELS = {
+    "connected": N_("Connected"), "no_answer": N_("No answer"), "busy": N_("Busy"),
+    "wrong_number": N_("Wrong number"), "sent": N_("Message sent"), "set": N_("Meeting set"),
+}  # fmt: skip
+KIND_LABELS = {"call": N_("Call"), "message": N_("Message"), "meeting": N_("Meeting")}
+TEMPERATURE_LABELS = {"cold": N_("cold"), "warm": N_("warm"), "hot": N_("hot"), "red_hot": N_("red-hot")}
+CHANNEL_LABELS = {
+    "form": N_("site form"), "webhook": N_("webhook"), "api": N_("API"), "csv": N_("file"), "email": N_("e-mail"),
+    "telegram": "Telegram", "viber": "Viber", "whatsapp": "WhatsApp", "call": N_("call"), "chat": N_("chat"),
+}  # fmt: skip
+
+
+class Labels:
+    """leadflow's words in one reader's language."""
+
+    def __init__(self, viewer: Viewer, rules: RulesFile) -> None:
+        self._ = viewer.gettext
+        self.rules = rules
+
+    def status(self, key: str | None) -> str:
+        if key is None:
+            return "—"
+        status = next((s for s in self.rules.funnel if s.key == key), None)
+        if status is not None and status.label and status.label != _DEFAULT_LABELS.get(key):
+            return status.label  # the team's own word
+        return (
+            self._(STATUS_LABELS[key]) if key in STATUS_LABELS else (status.label if status and status.label else key)
+        )
+
+    def event(self, type_: str) -> str:
+        return self._(EVENT_LABELS[type_]) if type_ in EVENT_LABELS else type_
+
+    def outcome(self, key: str | None) -> str:
+        return self._(OUTCOME_LABELS[key]) if key in OUTCOME_LABELS else (key or "")
+
+    def kind(self, key: str | None) -> str:
+        return self._(KIND_LABELS[key]) if key in KIND_LABELS else (key or "")
+
+    def temperature(self, key: str | None) -> str:
+        return self._(TEMPERATURE_LABELS[key]) if key in TEMPERATURE_LABELS else (key or "")
+
+    def channel(self, key: str | None) -> str:
+        label = CHANNEL_LABELS.get(key or "")
+        return self._(label) if label and label[0].islower() else (label or key or "")
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else ""
+
+
+def render_page(
+    request: Request, viewer: Viewer, template: str, *, status: int = 200, section: str = "", **context: Any
+) -> HTMLResponse:
+    return HTMLResponse(render_fragment(request, viewer, template, section=section, **context), status_code=status)
+
+
+def render_fragment(request: Request, viewer: Viewer, template: str, *, section: str = "", **context: Any) -> str:
+    rules: RulesFile = request.app.state.leadflow.rules
+    return environment().get_template(template).render(
+        viewer=viewer, _=viewer.gettext, ngettext=translations(viewer.language).ngettext, lang=viewer.language,
+        fmt=viewer.formats, labels=Labels(viewer, rules), rules=rules, section=section, iso=iso,
+        now_iso=iso(utcnow()), version=__version__, languages=[(code, NAMES[code]) for code in LANGUAGES],
+        path=request.url.path, **context,
+    )  # fmt: skip
+
+
+def after_change(request: Request, back: str, fragment: str | None = None) -> Response:
+    """What a form post answers: the updated fragment to htmx; a redirect (post, redirect, get) to a plain form."""
+    if from_htmx(request) and fragment is not None:
+        return HTMLResponse(fragment)
+    return RedirectResponse(back, status_code=303)
+
+
+def form_value(form: Mapping[str, Any], name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""

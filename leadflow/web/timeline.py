@@ -1,0 +1,47 @@
+"""A lead's history as people read it: what happened, when, by whom, and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leadflow.web.render import Labels
+from leadflow.web.viewer import Viewer
+
+
+def _who(actor: str | None) -> str:
+    """ "user:olena" reads "olena"; leadflow's own processes ("sla", "batch") read as they are."""
+    if not actor:
+        return ""
+    kind, _, name = actor.partition(":")
+    return name if name else kind
+
+
+def timeline(lead: dict[str, Any], labels: Labels, viewer: Viewer) -> list[dict[str, Any]]:
+    """Newest first: a person looking at a lead wants to know what happened last."""
+    _ = viewer.gettext
+    names = {a["manager_key"]: a["manager_name"] for a in lead.get("assignments", []) if a.get("manager_key")}
+    shown = []
+    for e in lead["events"]:
+        data = e["data"] or {}
+        detail = ""
+        kind = e["type"]
+        if kind in ("lead.contacted", "lead.contact_attempt"):
+            detail = f"{labels.kind(data.get('kind'))}: {labels.outcome(data.get('outcome'))}"
+            if data.get("note"):
+                detail += f" — {data['note']}"
+        elif kind == "lead.status_changed":
+            detail = f"{labels.status(data.get('old'))} → {labels.status(data.get('new'))}"
+            if data.get("amount") is not None:
+                detail += f" · {_('Amount')}: {viewer.formats.number(float(data['amount']), 2)}"
+        elif kind == "lead.note":
+            detail = data.get("note") or ""
+        elif kind in ("lead.assigned", "lead.escalated", "lead.reassigned", "lead.chain_exhausted"):
+            to = data.get("manager")
+            if to:
+                detail = "→ " + names.get(to, to)
+        elif kind == "lead.scored" and data.get("score") is not None:
+            detail = f"{_('Score')} {data['score']}" + (
+                f" · {labels.temperature(data.get('temperature'))}" if data.get("temperature") else "")  # fmt: skip
+        shown.append({"type": kind, "at": e["at"], "who": _who(e["actor"]), "detail": detail,
+                      "reason": data.get("reason") if isinstance(data.get("reason"), str) else None})  # fmt: skip
+    return shown[::-1]
