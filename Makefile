@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench clean
+.PHONY: run serve demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,17 +12,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Set up, create the SQLite database with the example rules, and serve the API on http://127.0.0.1:8000
+## Set up and serve the demo team on a throwaway SQLite database, with new leads arriving: sign in at
+## http://127.0.0.1:8000/login with an account it prints
 run: $(STAMP)
+	$(BIN)/leadflow serve --demo
+
+## Serve your own rules (leadflow/examples/rules.yaml unless LEADFLOW_RULES says) on leadflow.db
+serve: $(STAMP)
 	$(BIN)/leadflow serve
 
 ## Watch the first-contact chain work on a throwaway database
 demo: $(STAMP)
 	$(BIN)/leadflow demo
 
-## Set up and run every check: ruff, mypy, and the tests on SQLite and PostgreSQL
+## Set up and run every check: ruff, mypy, and the tests on SQLite and PostgreSQL, the pages in Chromium
 test: $(STAMP)
 	./scripts/ensure-postgres
+	./scripts/ensure-chromium
 	$(BIN)/ruff check leadflow tests bench
 	$(BIN)/ruff format --check leadflow tests bench
 	$(BIN)/mypy
@@ -39,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.routing
 	$(BIN)/python -m bench.batch
 	$(BIN)/python -m bench.accounts
+	$(BIN)/python -m bench.web
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.soak --minutes 10

@@ -181,6 +181,11 @@ def init_db(rules: RulesOption = None, database: DbOption = None) -> None:
     console.print(f"[green]database ready[/]: {lf.engine.url.render_as_string(hide_password=True)}")
 
 
+# Stopping waits this long for answers in progress; a page's live stream never ends by itself (its browser
+# reconnects to the next server).
+GRACE_SECONDS = 3
+
+
 @app.command("serve")
 def serve(
     rules: RulesOption = None,
@@ -193,8 +198,17 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Serving processes (PostgreSQL); the worker still runs once.")
     ] = 1,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="The demo team on a throwaway database, with a new lead every --demo-pace seconds: sign "
+            "in with the printed accounts and watch the queues and the chain."
+        ),
+    ] = False,
+    demo_deadline: Annotated[str, typer.Option(help="With --demo: the first-contact deadline.")] = "2m",
+    demo_pace: Annotated[float, typer.Option(min=1, help="With --demo: seconds between new leads.")] = 20.0,
 ) -> None:
-    """Run the HTTP API (OpenAPI at /docs) and, by default, the worker, on the configured database."""
+    """Run the HTTP API and the web desk (sign in at /login; OpenAPI at /docs) and, by default, the worker."""
     import gc
     import os
 
@@ -206,22 +220,27 @@ def serve(
     settings = _settings(rules, database)
     if host or port:
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    if demo:
+        settings = _demo_settings(settings, database)
     if workers > 1 and settings.database_url.startswith("sqlite"):
         # One process already keeps SQLite's one writer busy through its group writer; more processes would
         # only take turns at the same lock, polling for it.
         raise _fail("--workers needs PostgreSQL: SQLite has one writer, which one process keeps busy")
     lf = open_app(settings, serving=workers == 1)  # with --workers, the serving processes have the writers
+    if demo:
+        lf = _demo_app(lf, demo_deadline)
     _first_accounts(lf, settings)
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold green]leadflow[/] on {lf.engine.dialect.name} with rules {settings.rules}")
     console.print(
-        f"  API:  {url}/api/v1/leads    docs: {url}/docs" + (f"    {workers} processes" if workers > 1 else "")
+        f"  desk: {url}/login    API: {url}/api/v1/leads    docs: {url}/docs"
+        + (f"    {workers} processes" if workers > 1 else "")
     )
     api = create_api(lf, settings)
     if worker:
         from leadflow.worker import Worker
 
-        in_process = Worker(lf, poll_seconds=settings.worker_poll_seconds)
+        in_process = Worker(lf, poll_seconds=settings.worker_poll_seconds, senders=_demo_senders() if demo else None)
         _warn_about_notifications(in_process.notification_reach())
         in_process.start()
         api.state.worker = in_process  # GET /api/v1/health reports on it
@@ -241,13 +260,52 @@ def serve(
                           LEADFLOW_HOST=settings.host, LEADFLOW_PORT=str(settings.port))  # fmt: skip
         uvicorn.run("leadflow.api.factory:make_api", factory=True, workers=workers, host=settings.host,
                     port=settings.port, log_level="info", access_log=settings.access_log,
-                    timeout_keep_alive=keep_alive, limit_concurrency=settings.limit_concurrency)  # fmt: skip
+                    timeout_keep_alive=keep_alive, limit_concurrency=settings.limit_concurrency,
+                    timeout_graceful_shutdown=GRACE_SECONDS)  # fmt: skip
         return
+    if demo:
+        from leadflow.demo.feeder import DemoFeeder
+
+        DemoFeeder(lf, demo_pace).start()
+        console.print(f"  demo: a new lead every {demo_pace:g} s; the deadline is {demo_deadline}. Sign in at "
+                      f"{url}/login with an account above")  # fmt: skip
     # Everything built so far (the rules, the app, the imported modules) lives as long as the process: out of the
     # collector's sight, a full collection walks only what requests make, which keeps its pauses out of the tail.
     gc.freeze()
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log,
-                timeout_keep_alive=keep_alive, limit_concurrency=settings.limit_concurrency)  # fmt: skip
+                timeout_keep_alive=keep_alive, limit_concurrency=settings.limit_concurrency,
+                    timeout_graceful_shutdown=GRACE_SECONDS)  # fmt: skip
+
+
+def _demo_settings(settings: Settings, database: str | None) -> Settings:
+    """The demo's rules and, unless a database is named, a new SQLite file (its accounts are printed each time)."""
+    import tempfile
+
+    from leadflow.channels.config import NotifyConfig
+    from leadflow.demo.run import DEMO_RULES
+
+    url = database or f"sqlite:///{Path(tempfile.mkdtemp(prefix='leadflow-demo-')) / 'demo.db'}"
+    # Nothing from the environment's notification settings: the demo must not message anyone.
+    return settings.model_copy(update={"database_url": url, "rules": DEMO_RULES, "notify": NotifyConfig()})
+
+
+def _demo_app(lf: Leadflow, deadline: str) -> Leadflow:
+    from dataclasses import replace
+
+    from leadflow.core.schedule import ScheduleError, parse_duration
+    from leadflow.demo.run import demo_rules
+
+    try:
+        window = parse_duration(deadline)
+    except ScheduleError as exc:
+        raise _fail(f"--demo-deadline: {exc}") from None
+    return replace(lf, rules=demo_rules(window))
+
+
+def _demo_senders() -> dict[str, Any]:
+    from leadflow.demo.run import demo_senders
+
+    return dict(demo_senders())
 
 
 @app.command("worker")

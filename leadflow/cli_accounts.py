@@ -16,7 +16,9 @@ from sqlalchemy import Engine
 
 from leadflow.cli import CLI, DbOption, RulesOption, _Commands, _settings, console
 
-users_app = _Commands(help="People who sign in: create, list, disable, reset a password.", no_args_is_help=True)
+users_app = _Commands(
+    help="People who sign in: create, list, disable, reset a password, add or remove a role.", no_args_is_help=True
+)
 keys_app = _Commands(help="API keys for machines: create (shown once), list, revoke.", no_args_is_help=True)
 
 
@@ -110,6 +112,43 @@ def reset_password(
     console.print(f"[green]password reset[/] for {username}")
     if show:
         console.print(f"password (shown once): [bold]{password}[/]")
+
+
+RoleTeam = Annotated[str | None, typer.Option(help="The team the role is for; none: every team.")]
+
+
+@users_app.command("add-role")
+def add_role(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, head, desk or manager.")],
+    team: RoleTeam = None,
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Give a user one more role, for one team or every team; their sessions have it at their next request."""
+    from leadflow.services import accounts
+    from leadflow.services.context import utcnow
+
+    with _engine(rules, database).begin() as conn:
+        user = accounts.add_role(conn, username, role, team, utcnow(), CLI)
+    console.print(f"[green]role added[/] {user['username']} ({_roles(user)})")
+
+
+@users_app.command("remove-role")
+def remove_role(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, head, desk or manager.")],
+    team: RoleTeam = None,
+    rules: RulesOption = None,
+    database: DbOption = None,
+) -> None:
+    """Take a role from a user (one team's, or the one for every team); a user keeps at least one."""
+    from leadflow.services import accounts
+    from leadflow.services.context import utcnow
+
+    with _engine(rules, database).begin() as conn:
+        user = accounts.remove_role(conn, username, role, team, utcnow(), CLI)
+    console.print(f"[green]role removed[/] {user['username']} ({_roles(user)})")
 
 
 @keys_app.command("create")

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
-from sqlalchemy import func, select
 
 from leadflow.api.auth import SESSION_COOKIE, authenticator, client_address, permit, public
 from leadflow.api.deps import AppDep, SettingsDep
@@ -23,7 +22,6 @@ from leadflow.services.accounts import NewSession
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.settings import Settings
 from leadflow.store.db import READ_ONLY
-from leadflow.store.tables import events
 
 router = APIRouter(prefix="/api/v1", route_class=LeadflowRoute, responses=REFUSALS)
 Who = Principal
@@ -154,6 +152,39 @@ def set_password(username: Username, body: PasswordIn, request: Request, app: Ap
     return Response(status_code=204)
 
 
+class RoleIn(Body):
+    role: Literal["admin", "head", "desk", "manager"]
+    team: Key | None = Field(None, description="The team the role is for; none: every team.")
+
+
+@router.post(
+    "/users/{username}/roles",
+    tags=ADMIN,
+    summary="Give a user one more role (for a team, or every team)",
+    responses={**NOT_FOUND, **CONFLICT, **JSON_BODY},
+)
+def add_role(username: Username, body: RoleIn, request: Request, app: AppDep,
+             who: Annotated[Who, permit(Action.ACCOUNTS)]) -> dict[str, Any]:  # fmt: skip
+    with app.engine.begin() as conn:
+        user = accounts.add_role(conn, username, body.role, body.team, utcnow(), who)
+    authenticator(request).forget()  # their sessions take the new role at their next request
+    return _user_out(user)
+
+
+@router.delete(
+    "/users/{username}/roles",
+    tags=ADMIN,
+    summary="Take a role from a user (one team's, or the one for every team)",
+    responses={**NOT_FOUND, **CONFLICT, **JSON_BODY},
+)
+def remove_role(username: Username, body: RoleIn, request: Request, app: AppDep,
+                who: Annotated[Who, permit(Action.ACCOUNTS)]) -> dict[str, Any]:  # fmt: skip
+    with app.engine.begin() as conn:
+        user = accounts.remove_role(conn, username, body.role, body.team, utcnow(), who)
+    authenticator(request).forget()  # refused at once, as a disabled user is
+    return _user_out(user)
+
+
 @router.get("/auth/locks", tags=ADMIN, summary="Accounts and addresses locked by failed sign-ins")
 def locks(app: AppDep, settings: SettingsDep, who: Annotated[Who, permit(Action.ACCOUNTS)]) -> list[dict[str, Any]]:
     with app.engine.connect() as conn:
@@ -215,18 +246,5 @@ def audit(
     limit: int = Query(100, ge=1, le=1000),
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    # Principals ("user:olena", "key:crm", "system:cli"); the processes' own steps ("sla", "batch") are not the audit.
-    query = select(events).where(events.c.actor.like("%:%"))
-    if actor is not None:  # a key's changes for the people it names too ("key:crm for anna")
-        query = query.where((events.c.actor == actor) | events.c.actor.like(actor.replace("%", "") + " for %"))
-    if lead is not None:
-        query = query.where(events.c.lead_id == lead)
-    if since is not None:
-        query = query.where(events.c.at >= since)
-    if until is not None:
-        query = query.where(events.c.at < until)
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-        rows = conn.execute(query.order_by(events.c.id.desc()).limit(limit).offset(offset)).mappings()
-        items = [dict(r) for r in rows]
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+        return accounts.audit(conn, actor=actor, lead=lead, since=since, until=until, limit=limit, offset=offset)

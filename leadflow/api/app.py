@@ -14,7 +14,7 @@ from leadflow.api.params import LeadflowRoute
 from leadflow.api.security import SecurityHeaders
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
-from leadflow.web import login, work
+from leadflow.web import admin_pages, desk_pages, login, outbox_pages, rules_pages, team_pages, work
 from leadflow.web.live import LiveHub
 
 
@@ -45,6 +45,11 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(clients.router)
     api.include_router(login.router)
     api.include_router(work.router)
+    api.include_router(rules_pages.router)
+    api.include_router(outbox_pages.router)
+    api.include_router(admin_pages.router)
+    api.include_router(team_pages.router)
+    api.include_router(desk_pages.router)
     api.include_router(docs.router)
     api.mount(docs.STATIC_URL, docs.static_files(), name="static")
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds)

@@ -69,7 +69,7 @@ class Authenticator:
 
     def secret(self) -> bytes:
         if self._secret is None:
-            with self.app.engine.connect() as conn:
+            with self.app.engine.begin() as conn:  # a secret it has to make (a restore lost it) must be kept
                 self._secret = accounts.key_secret(conn)
         return self._secret
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
@@ -19,10 +18,8 @@ from leadflow.core.fields import CleanText
 from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import Key
 from leadflow.services.context import utcnow
+from leadflow.services.delivery import outbox_page, retry_message
 from leadflow.services.sla import list_breaches, record_contact
-from leadflow.store import outbox
-from leadflow.store.db import READ_ONLY
-from leadflow.store.tables import outbox as outbox_table
 
 router = APIRouter(prefix="/api/v1", tags=["sla"], route_class=LeadflowRoute, responses=REFUSALS)
 
@@ -108,13 +105,9 @@ def list_outbox(
     limit: int = Query(50, ge=1, le=500),
     offset: Offset = 0,
 ) -> OutboxPage:
-    count = select(func.count()).select_from(outbox_table)
-    if status is not None:
-        count = count.where(outbox_table.c.status == status)
-    with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        items = [OutboxMessageOut.model_validate(asdict(m)) for m in outbox.list_messages(conn, status, limit, offset)]
-        total = conn.execute(count).scalar_one()
-    return OutboxPage(items=items, total=total, limit=limit, offset=offset)
+    found = outbox_page(app.engine, status, limit, offset)
+    items = [OutboxMessageOut.model_validate(asdict(m)) for m in found.items]
+    return OutboxPage(items=items, total=found.total, limit=limit, offset=offset)
 
 
 @router.post(
@@ -124,5 +117,4 @@ def list_outbox(
     responses={**NOT_FOUND, **CONFLICT},
 )
 def retry(message_id: MessageId, app: AppDep, who: Annotated[Principal, permit(Action.OUTBOX_RETRY)]) -> dict[str, Any]:
-    with app.engine.begin() as conn:
-        return asdict(outbox.retry_dead(conn, message_id, utcnow()))
+    return asdict(retry_message(app.engine, message_id, utcnow()))

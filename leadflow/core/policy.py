@@ -28,6 +28,7 @@ class Action(StrEnum):
     ROUTING_BATCH = "routing.batch"  # route the unassigned backlog
     PEOPLE_READ = "people.read"
     PEOPLE_WRITE = "people.write"  # managers: capacity, absence, addresses
+    RULES_READ = "rules.read"  # the rules in force, and where a lead would go (a dry run)
     TEAMS_WRITE = "teams.write"  # create, change and remove teams
     SLA_READ = "sla.read"  # breaches
     HEALTH_READ = "health.read"
@@ -42,7 +43,8 @@ class Action(StrEnum):
 ROLES = ("admin", "head", "desk", "manager")
 SCOPES = ("intake", "read", "write", "admin")
 
-_READS = frozenset({Action.LEAD_READ, Action.DESK_READ, Action.PEOPLE_READ, Action.SLA_READ, Action.HEALTH_READ})
+_READS = frozenset({Action.LEAD_READ, Action.DESK_READ, Action.PEOPLE_READ, Action.SLA_READ, Action.HEALTH_READ,
+                    Action.RULES_READ})  # fmt: skip
 _WORK = frozenset({Action.LEAD_CREATE, Action.LEAD_WORK, Action.LEAD_ASSIGN, Action.DESK_WORK, Action.ROUTING_BATCH})
 EVERYTHING = frozenset(Action)
 

@@ -201,7 +201,7 @@ class Condition(_Strict):
             if name.startswith("extra."):
                 have = _extra_value(have, want)
             if not _match_one(have, want):
-                return f"{name} {'none' if have is None else have}, accepts {name} {_wanted(self.fields[name])}"
+                return f"{name} {'none' if have is None else have}, accepts {name} {wanted_text(self.fields[name])}"
         return ""
 
 
@@ -233,7 +233,7 @@ def _json_value(want: ConditionValue) -> Any:
     return found
 
 
-def _wanted(want: ConditionValue) -> str:
+def wanted_text(want: ConditionValue) -> str:
     """A condition's value as a person reads it: "≥ 20", "one of credit, leasing", "containing urgent"."""
     if isinstance(want, Range):
         if want.contains:

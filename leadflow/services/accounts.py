@@ -29,6 +29,7 @@ from leadflow.core.policy import ROLES, SCOPES, Grant, Principal
 from leadflow.store.events import append_events, new_event
 from leadflow.store.tables import (
     api_keys,
+    events,
     instance,
     login_failures,
     managers,
@@ -179,6 +180,58 @@ def set_password(conn: Connection, username: str, password: str, now: datetime, 
     _revoke_sessions(conn, user["id"], now)
     conn.execute(delete(login_failures).where(login_failures.c.username == user["username"]))
     _audit(conn, actor, "user.password_reset", now, username=user["username"])
+
+
+def add_role(
+    conn: Connection, username: str, role: str, team_key: str | None, now: datetime, actor: Principal
+) -> dict[str, Any]:
+    """One more role for a user, for one team or (None) for every team; their sessions see it at their next
+    request (the caller forgets the authenticator's memory)."""
+    user = get_user(conn, username)
+    team_id = _role_team(conn, role, team_key)
+    if role == "manager" and user["manager"] is None:
+        raise InvalidInput.one("role", "a manager's role needs an account linked to a manager (create it with one)")
+    held = {(r["role"], r["team"]) for r in user["roles"]}
+    if (role, team_key) in held or (role, None) in held:
+        where = f" of team '{team_key}'" if (role, team_key) in held and team_key else ""
+        raise Conflict(f"'{user['username']}' already has the role {role}{where or ' for every team'}")
+    conn.execute(insert(user_roles), {"user_id": user["id"], "role": role, "team_id": team_id})
+    _audit(conn, actor, "user.role_added", now, username=user["username"], role=role, team=team_key)
+    return get_user(conn, username)
+
+
+def remove_role(
+    conn: Connection, username: str, role: str, team_key: str | None, now: datetime, actor: Principal
+) -> dict[str, Any]:
+    """Take one role (of one team, or the one for every team) from a user. A user keeps at least one role (disable
+    the account instead), and the last active admin keeps theirs, so that someone can still manage accounts."""
+    user = get_user(conn, username)
+    team_id = _role_team(conn, role, team_key)
+    if (role, team_key) not in {(r["role"], r["team"]) for r in user["roles"]}:
+        where = f" of team '{team_key}'" if team_key else " for every team"
+        raise NotFound(f"'{user['username']}' has no role {role}{where}")
+    if len(user["roles"]) == 1:
+        raise Conflict(f"this is the only role of '{user['username']}': disable the account instead")
+    if role == "admin" and user["active"] and _active_admins(conn) == {user["id"]}:
+        raise Conflict(f"'{user['username']}' is the last active admin: make another admin first")
+    team_test = user_roles.c.team_id.is_(None) if team_id is None else user_roles.c.team_id == team_id
+    conn.execute(delete(user_roles).where(user_roles.c.user_id == user["id"], user_roles.c.role == role, team_test))
+    _audit(conn, actor, "user.role_removed", now, username=user["username"], role=role, team=team_key)
+    return get_user(conn, username)
+
+
+def _role_team(conn: Connection, role: str, team_key: str | None) -> int | None:
+    if role not in ROLES:
+        raise InvalidInput.one("role", f"is one of {', '.join(ROLES)}")
+    if role == "admin" and team_key is not None:
+        raise InvalidInput.one("team", "an admin is an admin of every team: leave the team out")
+    return _team_ids(conn, [team_key])[team_key] if team_key is not None else None
+
+
+def _active_admins(conn: Connection) -> set[int]:
+    query = (select(user_roles.c.user_id).join(users, users.c.id == user_roles.c.user_id)
+             .where(user_roles.c.role == "admin", users.c.disabled_at.is_(None)))  # fmt: skip
+    return set(conn.execute(query).scalars())
 
 
 def set_language(conn: Connection, user_id: int, language: str | None, languages: tuple[str, ...]) -> None:
@@ -424,6 +477,30 @@ def revoke_key(conn: Connection, name: str, now: datetime, actor: Principal) -> 
                  .values(revoked_at=now))  # fmt: skip
     _audit(conn, actor, "api_key.revoked", now, name=name)
     return get_key(conn, name)
+
+
+# -- The audit --------------------------------------------------------------------------------------------------
+
+
+def audit(
+    conn: Connection, *, actor: str | None = None, lead: int | None = None, since: datetime | None = None,
+    until: datetime | None = None, limit: int = 100, offset: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """Changes made by principals, newest first: {items, total, limit, offset}. `actor` is "user:NAME" or
+    "key:NAME"; a key's changes for the people it names count as its own ("key:crm for anna")."""
+    # Principals ("user:olena", "key:crm", "system:cli"); the processes' own steps ("sla", "batch") are not the audit.
+    query = select(events).where(events.c.actor.like("%:%"))
+    if actor is not None:
+        query = query.where((events.c.actor == actor) | events.c.actor.like(actor.replace("%", "") + " for %"))
+    if lead is not None:
+        query = query.where(events.c.lead_id == lead)
+    if since is not None:
+        query = query.where(events.c.at >= since)
+    if until is not None:
+        query = query.where(events.c.at < until)
+    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = conn.execute(query.order_by(events.c.id.desc()).limit(limit).offset(offset)).mappings()
+    return {"items": [dict(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
 # -- The first start --------------------------------------------------------------------------------------------

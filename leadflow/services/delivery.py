@@ -27,15 +27,20 @@ from leadflow.channels.config import NotifyConfig, env_name
 from leadflow.channels.redact import recipient_secrets, redact, secrets_of, shown_recipient
 from leadflow.channels.senders import DeliveryError, Sender
 from leadflow.core.messages import MessageTemplateError, RenderedMessage, normalize_language, render
+from leadflow.store import outbox
+from leadflow.store.db import READ_ONLY
 from leadflow.store.outbox import CHANNELS, OutboxMessage, any_due, claim_due, enqueue, mark_failed, mark_sent
 
 __all__ = [
     "DEFAULT_BATCH",
     "DeliveryReport",
+    "OutboxPage",
     "default_lease",
     "deliver_due",
     "enqueue_notification",
     "missing_sender_error",
+    "outbox_page",
+    "retry_message",
 ]
 
 log = logging.getLogger("leadflow.notify")
@@ -158,6 +163,30 @@ def _deliver_one(
             error,
         )
     return status
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPage:
+    """A page of the outbox as operators see it (recipients' credentials masked), with how many of each status."""
+
+    items: list[OutboxMessage]
+    total: int  # of the status asked for (all when none)
+    counts: dict[str, int]
+
+
+def outbox_page(engine: Engine, status: str | None, limit: int, offset: int) -> OutboxPage:
+    """Messages, newest first, of one status ('pending', 'sent', 'dead') or all."""
+    with engine.connect().execution_options(**READ_ONLY) as conn:
+        items = outbox.list_messages(conn, status, limit, offset)
+        counts = outbox.count_by_status(conn)
+    return OutboxPage(items, counts[status] if status is not None else sum(counts.values()), counts)
+
+
+def retry_message(engine: Engine, message_id: int, now: datetime) -> OutboxMessage:
+    """Put a dead message back in the queue with a fresh set of attempts, due now; as operators see it. NotFound,
+    or Conflict when it is not dead (or was cancelled by an erasure)."""
+    with engine.begin() as conn:
+        return outbox.retry_dead(conn, message_id, now)
 
 
 def _secrets(config: NotifyConfig, message: OutboxMessage) -> frozenset[str]:

@@ -7,7 +7,8 @@ Manual reassignment by a head of sales lives here too: it is the desk's "hand to
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,15 +16,28 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.dedupe import Duplicate, Match, choose_duplicate
-from leadflow.core.errors import Conflict, InvalidInput
+from leadflow.core.errors import Conflict, InvalidInput, NotFound
 from leadflow.core.lead import CleanLead
 from leadflow.core.policy import Action, Principal
-from leadflow.core.routing import Candidate, Decision, ManagerState, check_manager, sticky_choice, sticky_policy
-from leadflow.core.rules import Target
+from leadflow.core.routing import (
+    FALLBACK,
+    Candidate,
+    Decision,
+    ManagerState,
+    TeamState,
+    check_manager,
+    matching_rules,
+    route,
+    sticky_choice,
+    sticky_policy,
+    teams_involved,
+)
+from leadflow.core.rules import RulesFile, Target
 from leadflow.core.schedule import format_duration
 from leadflow.services.access import guard_lead, guard_team, restrict
 from leadflow.services.context import Leadflow
 from leadflow.services.conversion import (
+    Client,
     CompanyIn,
     ContactIn,
     Conversion,
@@ -40,12 +54,14 @@ from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, events, leads, managers, teams, timers
-from leadflow.store.team_state import add_load, load_manager
+from leadflow.store.team_state import add_load, load_manager, load_team_state
 
 QUEUE = "desk"
 HEAD = "head"
 AUTO = "auto"
 DeskAction = Literal["junk", "contact", "deal", "to_owner", "assigned_by_hand"]
+# How a hand-over to "auto" decides: route_now (locking the teams), or read-only for a preview.
+Router = Callable[[Connection, CleanLead, RulesFile, datetime], tuple[Decision, TeamState]]
 
 
 # --- reading the queue ---------------------------------------------------------------------------------------
@@ -59,10 +75,22 @@ def desk_queue(app: Leadflow, now: datetime, *, who: Principal, limit: int = 50,
         rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
         counted = restrict(select(func.count()).select_from(leads).where(leads.c.queue == QUEUE), who)
         total = conn.execute(counted).scalar_one()
-        team_of = _queued_teams(conn, [r["id"] for r in rows])
-        found = {r["id"]: _matches(conn, app, r) for r in rows}
-        owner_ids = {m.owner_id for ms in found.values() for m in ms if m.owner_id is not None}
-        keys = dict(conn.execute(select(managers.c.id, managers.c.key).where(managers.c.id.in_(owner_ids))).all())
+        items = _desk_items(conn, app, rows, now)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def desk_lead(app: Leadflow, lead_id: int, now: datetime, *, who: Principal) -> dict[str, Any]:
+    """One lead waiting at the desk as the desk queue shows it (its deadline, the clients it may be), for its card."""
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        row = _at_desk(conn, who, lead_id, Action.DESK_READ, lock=False)
+        return _desk_items(conn, app, [row], now)[0]
+
+
+def _desk_items(conn: Connection, app: Leadflow, rows: Sequence[RowMapping], now: datetime) -> list[dict[str, Any]]:
+    team_of = _queued_teams(conn, [r["id"] for r in rows])
+    found = {r["id"]: _matches(conn, app, r) for r in rows}
+    owner_ids = {m.owner_id for ms in found.values() for m in ms if m.owner_id is not None}
+    keys = dict(conn.execute(select(managers.c.id, managers.c.key).where(managers.c.id.in_(owner_ids))).all())
     items = []
     for r in rows:
         team_key = team_of.get(r["id"]) or _team_by_rules(app, r)
@@ -79,7 +107,7 @@ def desk_queue(app: Leadflow, now: datetime, *, who: Principal, limit: int = 50,
             "duplicate": _hint(duplicate.match, keys) | {"reason": duplicate.reason} if duplicate else None,
             "matches": [_hint(m, keys) for m in found[r["id"]]],
         })  # fmt: skip
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return items
 
 
 def _hint(m: Match, keys: dict[int, str]) -> dict[str, Any]:
@@ -174,16 +202,8 @@ def deal_at_desk(
     with app.engine.begin() as conn:
         row = _at_desk(conn, who, lead_id)
         actor = who
-        if hand_to not in (HEAD, AUTO):
-            manager_by_key(conn, app, hand_to, "hand_to")  # a wrong key is refused even when the owner takes it
-        clean = lead_row_to_clean(row)
-        client = find_client(conn, app, row, contact, company)
-        owner, owned_note = _owner_decision(conn, app, client.owned, note, row, now)
-        decision, kind = owner, "sticky"
-        if decision is None:
-            decision, kind = _hand_over(conn, app, row, clean, hand_to, note, now)
-            if owned_note:
-                decision = replace(decision, reason=f"{owned_note}; {decision.reason}")
+        handing = _handing(conn, app, row, contact, company, hand_to, note, now)
+        decision, kind, owner, client = handing.decision, handing.kind, handing.owner, handing.client
         conversion = convert_lead(conn, app, row, now, to="deal", contact=contact, company=company, deal=deal,
                                   actor=actor, keep_open=True)  # fmt: skip
         _leave_desk(conn, lead_id)
@@ -216,6 +236,24 @@ def to_owner_at_desk(app: Leadflow, lead_id: int, now: datetime, *, note: str | 
         append_events(conn, [_left_desk(conn, app, row, now, actor, "to_owner", note=note,
                                         manager=decision.manager_key)])  # fmt: skip
         return _answer(conn, lead_id, decision.reason)
+
+
+def preview_hand_over(
+    app: Leadflow, lead_id: int, now: datetime, *, hand_to: str, contact: ContactIn | None = None,
+    company: CompanyIn | None = None, note: str | None = None, who: Principal,
+) -> dict[str, Any]:  # fmt: skip
+    """Where `deal_at_desk` would send the lead now, and why, without writing anything (nor holding the teams):
+    the same decision against the current team state, for the operator to confirm."""
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        row = _at_desk(conn, who, lead_id, lock=False)
+        handing = _handing(conn, app, row, contact, company, hand_to, note, now, decide=_route_read_only)
+    decision = handing.decision
+    return {
+        "id": lead_id, "hand_to": hand_to, "kind": handing.kind, "to_owner": handing.owner is not None,
+        "manager": {"key": decision.manager_key, "name": decision.manager_name} if decision.manager_key else None,
+        "rule": decision.rule_key, "strategy": decision.strategy, "reason": decision.reason,
+        "candidates": [{**c._asdict(), "inputs": dict(c.inputs)} for c in decision.candidates],
+    }  # fmt: skip
 
 
 # --- manual reassignment -------------------------------------------------------------------------------------
@@ -292,14 +330,24 @@ def by_hand(m: ManagerState, lead: CleanLead, now: datetime, reason: str) -> Dec
 # --- helpers -------------------------------------------------------------------------------------------------
 
 
-def _at_desk(conn: Connection, who: Principal, lead_id: int) -> RowMapping:
-    guard_lead(conn, who, lead_id, Action.DESK_WORK)
-    row = lock_lead(conn, lead_id)
+def _at_desk(
+    conn: Connection, who: Principal, lead_id: int, action: Action = Action.DESK_WORK, *, lock: bool = True
+) -> RowMapping:
+    """The lead, when it waits at the desk and `who` may do `action` to it; locked unless only read."""
+    guard_lead(conn, who, lead_id, action)
+    row = lock_lead(conn, lead_id) if lock else _read_lead(conn, lead_id)
     if row["queue"] != QUEUE:
         owner = conn.execute(select(managers.c.name).where(managers.c.id == row["manager_id"])).scalar()
         where = f"'{row['status']}'" + (f", with {owner}" if owner else "")
         raise Conflict(f"lead {lead_id} is not in the quality desk queue (it is {where}): desk actions need a lead "
                        "waiting at the desk")  # fmt: skip
+    return row
+
+
+def _read_lead(conn: Connection, lead_id: int) -> RowMapping:
+    row = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"lead {lead_id} does not exist")
     return row
 
 
@@ -325,9 +373,46 @@ def _left_desk(
                      **{k: v for k, v in data.items() if v is not None})  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class _Handing:
+    """Where a lead handed on from the desk goes: the decision, its kind, and the client it was found to be."""
+
+    decision: Decision
+    kind: str  # the assignment's kind: sticky (the client's owner), desk (auto) or manual
+    owner: Decision | None  # the client's owner takes it
+    client: Client
+
+
+def _handing(
+    conn: Connection, app: Leadflow, row: RowMapping, contact: ContactIn | None, company: CompanyIn | None,
+    hand_to: str, note: str | None, now: datetime, *, decide: Router = route_now,
+) -> _Handing:  # fmt: skip
+    """The hand-over's decision, before anything is written: the client's owner under the sticky policy, else
+    `hand_to`."""
+    if hand_to not in (HEAD, AUTO):
+        manager_by_key(conn, app, hand_to, "hand_to")  # a wrong key is refused even when the owner takes it
+    clean = lead_row_to_clean(row)
+    client = find_client(conn, app, row, contact, company)
+    owner, owned_note = _owner_decision(conn, app, client.owned, note, row, now)
+    decision, kind = owner, "sticky"
+    if decision is None:
+        decision, kind = _hand_over(conn, app, row, clean, hand_to, note, now, decide=decide)
+        if owned_note:
+            decision = replace(decision, reason=f"{owned_note}; {decision.reason}")
+    return _Handing(decision, kind, owner, client)
+
+
+def _route_read_only(conn: Connection, clean: CleanLead, rules: RulesFile, now: datetime) -> tuple[Decision, TeamState]:
+    """route_now without locking the teams: a preview decides nothing, so it must not hold up those who do."""
+    rule_keys = [r.key for r in matching_rules(clean, rules)] + [FALLBACK]
+    state = load_team_state(conn, teams_involved(clean, rules), rule_keys, rules.default_timezone)
+    return route(clean, rules, state, now), state
+
+
 def _hand_over(
-    conn: Connection, app: Leadflow, row: RowMapping, clean: CleanLead, hand_to: str, note: str | None, now: datetime
-) -> tuple[Decision, str]:
+    conn: Connection, app: Leadflow, row: RowMapping, clean: CleanLead, hand_to: str, note: str | None, now: datetime,
+    *, decide: Router = route_now,
+) -> tuple[Decision, str]:  # fmt: skip
     """The decision for `hand_to`, before anything is written: a bad target fails the action as a whole."""
     said = f": {note}" if note else ""
     if hand_to == HEAD:
@@ -339,7 +424,7 @@ def _hand_over(
         reason = f"handed over by the quality desk to {head.name}, head of team '{team_key}'{said}"
         return by_hand(head, clean, now, reason), "manual"
     if hand_to == AUTO:
-        decision, _ = route_now(conn, clean, app.rules, now)
+        decision, _ = decide(conn, clean, app.rules, now)
         if not decision.assigned:
             raise Conflict(f"no manager can take lead {row['id']} now ({decision.reason}): hand it to the head or to "
                            "a manager by key")  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, select, update
+from sqlalchemy import Engine, Row, func, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig
@@ -31,6 +31,7 @@ __all__ = [
     "backoff_delay",
     "claim_due",
     "collected",
+    "count_by_status",
     "enqueue",
     "get_message",
     "list_messages",
@@ -275,6 +276,13 @@ def list_messages(conn: Connection, status: str | None = None, limit: int = 50, 
     if status is not None:
         query = query.where(outbox.c.status == status)
     return [shown(_message(row)) for row in conn.execute(query)]
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many messages each status has (every status named, 0 included)."""
+    rows = conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all()
+    found: dict[str, int] = {status: count for status, count in rows}
+    return {status: int(found.get(status, 0)) for status in STATUSES}
 
 
 # The last_error of a message stopped because its client's data was erased (services/privacy.py writes it).

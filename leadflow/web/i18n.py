@@ -34,6 +34,10 @@ NAMES = {"uk": "Українська", "ru": "Русский", "en": "English"}
 _misses: set[tuple[str, str]] = set()
 
 
+def N_(text: str) -> str:  # gettext's marker: extracted into the catalogue, translated where it is shown
+    return text
+
+
 class Translations(gettext.NullTranslations):
     """One language's catalogue; a message it lacks is shown in English and remembered as a miss."""
 
@@ -78,6 +82,10 @@ def translator(language: str) -> Callable[[str], str]:
 def misses() -> set[tuple[str, str]]:
     """(language, message) pairs asked for and not in the catalogue since the process started."""
     return set(_misses)
+
+
+def clear_misses() -> None:
+    _misses.clear()
 
 
 def missing(language: str, texts: list[str]) -> list[str]:

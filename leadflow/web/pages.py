@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from leadflow.web.i18n import translator
+from leadflow.web.i18n import N_, translator
 
 STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static"
@@ -39,10 +39,10 @@ def thanks_page(language: str, *, repeated: bool = False) -> str:
 
 # What a visitor is asked to fix, per field, in their language; other fields show leadflow's own sentence.
 _ASK = {
-    "phone": "Please check the phone number.",
-    "email": "Please check the e-mail address.",
-    "contact": "Leave a phone number or an e-mail so we can reach you.",
-    "body": "The form is empty.",
+    "phone": N_("Please check the phone number."),
+    "email": N_("Please check the e-mail address."),
+    "contact": N_("Leave a phone number or an e-mail so we can reach you."),
+    "body": N_("The form is empty."),
 }
 
 

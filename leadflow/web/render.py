@@ -13,14 +13,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from leadflow import __version__
 from leadflow.core.rules import RulesFile
 from leadflow.services.context import utcnow
-from leadflow.web.i18n import LANGUAGES, NAMES, translations
+from leadflow.web.i18n import LANGUAGES, N_, NAMES, translations
 from leadflow.web.pages import environment
 from leadflow.web.viewer import Viewer, from_htmx
-
-
-def N_(text: str) -> str:  # gettext's marker: extracted into the catalogue, translated where shown
-    return text
-
 
 # leadflow's own words, translated where they are shown. A status the rules file labels itself shows that label.
 STATUS_LABELS = {
@@ -48,7 +43,7 @@ OUTCOME_LABELS = {
 KIND_LABELS = {"call": N_("Call"), "message": N_("Message"), "meeting": N_("Meeting")}
 TEMPERATURE_LABELS = {"cold": N_("cold"), "warm": N_("warm"), "hot": N_("hot"), "red_hot": N_("red-hot")}
 CHANNEL_LABELS = {
-    "form": N_("site form"), "webhook": N_("webhook"), "api": N_("API"), "csv": N_("file"), "email": N_("e-mail"),
+    "web": N_("website"), "form": N_("site form"), "webhook": N_("webhook"), "api": N_("API"), "csv": N_("file"), "email": N_("e-mail"),
     "telegram": "Telegram", "viber": "Viber", "whatsapp": "WhatsApp", "call": N_("call"), "chat": N_("chat"),
 }  # fmt: skip
 
@@ -108,9 +103,12 @@ def render_fragment(request: Request, viewer: Viewer, template: str, *, section:
 
 
 def after_change(request: Request, back: str, fragment: str | None = None) -> Response:
-    """What a form post answers: the updated fragment to htmx; a redirect (post, redirect, get) to a plain form."""
-    if from_htmx(request) and fragment is not None:
-        return HTMLResponse(fragment)
+    """What a form post answers: the updated fragment to htmx (or, with none, a full page load of `back`: a 303
+    would be followed inside the fragment); a redirect (post, redirect, get) to a plain form."""
+    if from_htmx(request):
+        if fragment is not None:
+            return HTMLResponse(fragment)
+        return Response(status_code=204, headers={"HX-Redirect": back})
     return RedirectResponse(back, status_code=303)
 
 

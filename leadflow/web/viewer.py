@@ -67,7 +67,7 @@ NAVIGATION = (
     (NavItem("/unassigned", "Unassigned", "unassigned"), Action.ROUTING_BATCH, None),
     (NavItem("/junk", "Junk", "junk"), Action.SLA_READ, None),
     (NavItem("/breaches", "Breaches", "breaches"), Action.SLA_READ, None),
-    (NavItem("/rules", "Rules", "rules"), Action.PEOPLE_READ, "head"),
+    (NavItem("/rules", "Rules", "rules"), Action.RULES_READ, None),
     (NavItem("/outbox", "Notifications", "outbox"), Action.OUTBOX_READ, None),
     (NavItem("/admin/users", "Admin", "admin"), Action.ACCOUNTS, None),
 )

@@ -9,10 +9,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from leadflow.api.auth import SESSION_COOKIE, public
+from leadflow.api.params import MAX_ID, LeadId
 from leadflow.core.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
 from leadflow.core.policy import Action, LeadAccess, lead_verdict
 from leadflow.services import accounts
@@ -130,8 +131,9 @@ def card_context(request: Request, viewer: Viewer, lead_id: int, done: str | Non
     lead = get_lead(app, lead_id, who=viewer.who)
     with app.engine.connect() as conn:
         access = lead_access(conn, lead_id)
+    # A lead waiting at the quality desk is the desk's to decide on (its own panel), not yet anyone's to call.
     can_work = access is not None and lead_verdict(viewer.who, Action.LEAD_WORK, access) == "yes" and (
-        lead["status"] in app.rules.open_statuses or lead["status"] == "new")  # fmt: skip
+        lead["status"] in app.rules.open_statuses and lead["queue"] != "desk")  # fmt: skip
     labels = Labels(viewer, app.rules)
     context: dict[str, Any] = {
         "lead": lead, "can_work": can_work and lead["merged_into_id"] is None, "done": done,
@@ -145,7 +147,7 @@ def card_context(request: Request, viewer: Viewer, lead_id: int, done: str | Non
 
 
 @router.get("/leads/{lead_id}")
-def lead_card(request: Request, lead_id: int, viewer: Reader, part: str | None = None) -> Response:
+def lead_card(request: Request, lead_id: LeadId, viewer: Reader, part: str | None = None) -> Response:
     context = card_context(request, viewer, lead_id)
     if part == "card":
         return Response(render_fragment(request, viewer, "app/_lead_card.html", **context), media_type="text/html")
@@ -156,7 +158,7 @@ def card_after(request: Request, viewer: Viewer, lead_id: int, done: str) -> Res
     """The card again after a change: the fragment for htmx, a redirect to the card for a plain form."""
     back = _back(request, lead_id)
     if back != f"/leads/{lead_id}":
-        return RedirectResponse(back, status_code=303)
+        return after_change(request, back)
     try:
         fragment = render_fragment(
             request, viewer, "app/_lead_card.html", **card_context(request, viewer, lead_id, done)
@@ -172,7 +174,7 @@ def _back(request: Request, lead_id: int) -> str:
 
 
 @router.post("/leads/{lead_id}/contact")
-async def contact(request: Request, lead_id: int, viewer: Worker) -> Response:
+async def contact(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     form = await request.form()
     kind, outcome = form_value(form, "kind"), form_value(form, "outcome")
     app = _app(request)
@@ -184,14 +186,14 @@ async def contact(request: Request, lead_id: int, viewer: Worker) -> Response:
 
 
 @router.post("/leads/{lead_id}/note")
-async def note(request: Request, lead_id: int, viewer: Worker) -> Response:
+async def note(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     text = form_value(await request.form(), "note")
     await to_thread.run_sync(lambda: add_note(_app(request), lead_id, text, utcnow(), who=viewer.who))
     return await to_thread.run_sync(card_after, request, viewer, lead_id, viewer.gettext("The note is added."))
 
 
 @router.post("/leads/{lead_id}/status")
-async def move(request: Request, lead_id: int, viewer: Worker) -> Response:
+async def move(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     form = await request.form()
     status = form_value(form, "status")
     app = _app(request)
@@ -228,7 +230,7 @@ def _whole(form: Any, name: str) -> int | None:
 
 
 @router.post("/leads/{lead_id}/won")
-async def won(request: Request, lead_id: int, viewer: Worker) -> Response:
+async def won(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     form = await request.form()
     app = _app(request)
     sale = Sale(_decimal(form, "amount"), _whole(form, "units"), _decimal(form, "margin"))
@@ -238,7 +240,7 @@ async def won(request: Request, lead_id: int, viewer: Worker) -> Response:
 
 
 @router.post("/leads/{lead_id}/lost")
-async def lost(request: Request, lead_id: int, viewer: Worker) -> Response:
+async def lost(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     reason = form_value(await request.form(), "reason")
     app = _app(request)
     if reason not in app.rules.lost_reasons:
@@ -292,7 +294,9 @@ async def language(request: Request, viewer: Someone) -> Response:
 
 
 @router.get("/live")
-async def live(request: Request, viewer: Reader, watch: str = "queue", lead: int | None = None) -> Response:
+async def live(
+    request: Request, viewer: Reader, watch: str = "queue", lead: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+) -> Response:
     """Server-sent events naming what changed (queue, lead, team, desk); the page fetches its fragment again."""
     hub = hub_of(request.app.state)
     watcher = Watcher(viewer.who, lead_id=lead if watch == "lead" else None)

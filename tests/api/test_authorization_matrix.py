@@ -62,6 +62,7 @@ ALLOWED: dict[Action, set[str]] = {
     Action.ROUTING_BATCH: {"admin", "head", "other_head", "key_write", "key_admin"},
     Action.PEOPLE_READ: PEOPLE | {"key_read", "key_write", "key_admin"},
     Action.PEOPLE_WRITE: {"admin", "head", "other_head", "key_admin"},
+    Action.RULES_READ: {"admin", "head", "other_head", "key_read", "key_write", "key_admin"},
     Action.TEAMS_WRITE: {"admin", "key_admin"},
     Action.SLA_READ: {"admin", "head", "other_head", "key_read", "key_write", "key_admin"},
     Action.HEALTH_READ: PEOPLE | {"key_read", "key_write", "key_admin"},
@@ -78,9 +79,9 @@ HIDDEN_FROM = {"other_head", "desk", "other_manager"}
 LEAD_ROUTE = re.compile(r"\{lead_id\}")
 # Routes that a team's head may use only for their own teams: pointed at team sales.
 TEAM_SCOPED = {("PATCH", "/api/v1/managers/{key}"), ("DELETE", "/api/v1/managers/{key}"),
-               ("PATCH", "/api/v1/teams/{key}")}  # fmt: skip
+               ("PATCH", "/api/v1/teams/{key}"), ("POST", "/team/managers/{key}/absent")}  # fmt: skip
 # The batch spans every team: a head of one team is refused in the service.
-EVERY_TEAM = {("POST", "/api/v1/assign/unassigned")}
+EVERY_TEAM = {("POST", "/api/v1/assign/unassigned"), ("POST", "/unassigned/route")}
 
 
 @dataclass
@@ -164,6 +165,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/desk/{lead_id}/deal"): {"hand_to": "auto"},
     ("POST", "/api/v1/leads/{lead_id}/convert"): {"to": "contact"},
     ("POST", "/api/v1/leads/{lead_id}/assign"): {"manager": "halyna", "reason": "covering"},
+    ("POST", "/api/v1/users/{username}/roles"): {"role": "head", "team": "sales"},
+    ("DELETE", "/api/v1/users/{username}/roles"): {"role": "head", "team": "sales"},
 }
 
 
@@ -174,6 +177,14 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/leads/{lead_id}/status"): {"status": "qualified"},
     ("POST", "/leads/{lead_id}/won"): {"amount": "100"},
     ("POST", "/leads/{lead_id}/lost"): {"reason": "price"},
+    ("POST", "/desk/leads/{lead_id}/junk"): {"reason": "spam"},
+    ("POST", "/desk/leads/{lead_id}/contact"): {"note": "a client to keep"},
+    ("POST", "/desk/leads/{lead_id}/handover-preview"): {"hand_to": "auto"},
+    ("POST", "/desk/leads/{lead_id}/deal"): {"hand_to": "auto"},
+    ("POST", "/desk/leads/{lead_id}/to-owner"): {"note": "the client's second request"},
+    ("POST", "/leads/{lead_id}/restore"): {},
+    ("POST", "/leads/{lead_id}/reassign"): {"manager": "halyna", "reason": "covering"},
+    ("POST", "/team/managers/{key}/absent"): {"absent": "0"},
 }
 
 

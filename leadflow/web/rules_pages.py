@@ -1,0 +1,131 @@
+"""The rules in force, for heads of sales and admins: the teams, people, routing, SLA, scoring, junk and funnel of
+the rules file the app runs, what `leadflow check-rules` says of the file on disk, and a dry run: where a pasted lead
+would go now, and why (the same dry run as the API's and the CLI's; nothing is stored)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from leadflow.bootstrap import read_rules
+from leadflow.core.errors import FieldProblem, InvalidInput
+from leadflow.core.lead import read_lead
+from leadflow.core.policy import Action
+from leadflow.core.rules import Condition, Range, RulesFile, wanted_text
+from leadflow.core.rules_text import RulesError
+from leadflow.core.text import read_json
+from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.explain import dry_run
+from leadflow.web.render import form_value, render_fragment, render_page
+from leadflow.web.viewer import Viewer, WebRoute, from_htmx, page
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+Reader = Annotated[Viewer, page(Action.RULES_READ)]
+
+# The simple fields of the dry-run form, in the order they are shown (the rest of a lead goes in as JSON).
+LEAD_INPUTS = ("name", "phone", "email", "product", "region", "language", "budget", "channel", "message")
+
+
+def _app(request: Request) -> Leadflow:
+    found: Leadflow = request.app.state.leadflow
+    return found
+
+
+# -- Reading the rules file as people do --------------------------------------------------------------------------
+
+
+def condition_text(condition: Condition | None, anything: str) -> str:
+    """A `when:` as a sentence: "product = leasing and budget ≥ 1000"; `anything` when it has no test."""
+    if condition is None or not condition.fields:
+        return anything
+    parts = []
+    for name, want in condition.fields.items():
+        plain = not isinstance(want, Range | list) and want is not None
+        parts.append(f"{name} = {want}" if plain else f"{name} {wanted_text(want)}")  # the engine's own wording
+    return " and ".join(parts)
+
+
+def hours_text(spec: Mapping[str, Any] | str | None, always: str) -> str:
+    """Working hours as the file writes them, on one line ("mon-fri 09:00-18:00; sat 10:00-14:00")."""
+    if spec is None:
+        return always
+    if isinstance(spec, str):
+        return always if spec.strip().lower() in ("always", "24/7") else spec
+    return "; ".join(f"{day} {', '.join(map(str, v)) if isinstance(v, list) else v}" for day, v in spec.items())
+
+
+def check_file(path: Path, running: RulesFile) -> dict[str, Any]:
+    """What `leadflow check-rules` says of the rules file: its problems (each names its line and field), or none;
+    and whether the file on disk is still the one the app runs (a changed file takes effect at the next start)."""
+    try:
+        found = read_rules(path)
+    except RulesError as exc:
+        return {"path": str(path), "problems": exc.problems, "rules": None, "differs": True}
+    return {"path": str(path), "problems": [], "rules": found, "differs": found != running}
+
+
+def _rules_context(request: Request, viewer: Viewer) -> dict[str, Any]:
+    _ = viewer.gettext
+    rules = _app(request).rules
+    return {
+        "check": check_file(Path(request.app.state.settings.rules), rules),
+        "ordered": rules.ordered_rules,
+        "when": lambda c: condition_text(c, _("any lead")),
+        "hours": lambda spec: hours_text(spec, _("always")),
+        "lead_inputs": LEAD_INPUTS,
+        "values": {},
+        "result": None,
+        "problems": [],
+    }
+
+
+@router.get("/rules")
+def rules_page(request: Request, viewer: Reader) -> Response:
+    return render_page(request, viewer, "app/rules.html", section="rules", **_rules_context(request, viewer))
+
+
+# -- The dry run --------------------------------------------------------------------------------------------------
+
+
+def lead_data(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The lead the form describes: the JSON pasted (an object, as a channel posts it), else the simple fields."""
+    pasted = form_value(form, "lead_json")
+    if pasted:
+        data = read_json(pasted)
+        if not isinstance(data, dict):
+            raise InvalidInput.one("body", 'a lead is a JSON object, like {"name": ..., "phone": ...}')
+        return data
+    return {name: form_value(form, name) for name in LEAD_INPUTS if form_value(form, name)}
+
+
+def _try(app: Leadflow, form: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+    """The dry run's answer, or the problems that stop it (as intake would refuse the lead: nothing is stored)."""
+    try:
+        lead, problems, _ = read_lead(lead_data(form))
+        return dry_run(app, lead, utcnow(), problems), []
+    except InvalidInput as exc:
+        return None, exc.problems
+
+
+@router.post("/rules/dry-run")
+async def try_a_lead(request: Request, viewer: Reader) -> Response:
+    form = await request.form()
+    app = _app(request)
+    result, problems = await to_thread.run_sync(_try, app, form)
+    status = 422 if problems else 200
+    found: dict[str, Any] = {
+        "result": result,
+        "problems": problems,
+        "names": {m.key: m.name for m in app.rules.managers},
+    }
+    if from_htmx(request):
+        return HTMLResponse(render_fragment(request, viewer, "app/_dry_run.html", **found), status_code=status)
+    context = await to_thread.run_sync(_rules_context, request, viewer)
+    values = {name: form_value(form, name) for name in (*LEAD_INPUTS, "lead_json")}
+    return render_page(request, viewer, "app/rules.html", status=status, section="rules",
+                       **{**context, **found, "values": values})  # fmt: skip
