@@ -313,6 +313,8 @@ class Fill:
                    status=status, updated_at=at)  # fmt: skip
         owner.first_contacts += 1
         owner.fast_contacts += waited <= timedelta(minutes=20)
+        if at >= self.today:
+            self.counts["first contacts today"] += 1
         if self.rng.random() < 0.3:
             self.event(row["id"], "lead.contact_attempt", row["created_at"] + waited / 2, f"user:{owner.key}",
                        manager=owner.key, kind="call", outcome="no_answer", note=None, owner=owner.key,
@@ -709,8 +711,9 @@ def measure_pages(pages: Sequence[Page], timer: ServerTimer, warmup: int, rounds
         for page in list(live):
             status, server_ms, client_ms, size, body = one(page, timer)
             if status != 200:
+                title = re.search(r"<title>(.*?)</title>", body, re.S)
                 page.note = ("not there (404): rerun when the page exists" if status == 404
-                             else f"answered {status}: {body[:200]!r}")  # fmt: skip
+                             else f"answered {status}" + (f": {title.group(1).strip()}" if title else ""))  # fmt: skip
                 page.server_ms.clear()
                 live.remove(page)
                 continue
@@ -1047,7 +1050,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
          ["the queue fragment with the lead answered", _ms(e["fragment"].get("p50_ms")),
           _ms(e["fragment"].get("max_ms"))]],
         caption=f"Target: under {TARGET_ESCALATION_S:.0f} s: "
-        + ("met" if e["fragment"].get("max_ms", 1e9) < TARGET_ESCALATION_S * 1000 else "NOT met")
+        + ("not measured" if not e["fragment"].get("n")
+           else "met" if e["fragment"]["max_ms"] < TARGET_ESCALATION_S * 1000 else "NOT met")
         + (f"; problems: {'; '.join(e['problems'][:3])}" if e["problems"] else "")
         + f"; escalated by the worker during the pages: {result['escalated_during_pages']}, "
         f"deadlines passed before this part: {e['caught_up']}",

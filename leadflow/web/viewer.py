@@ -23,7 +23,7 @@ from leadflow.core.errors import Forbidden
 from leadflow.core.policy import Action, Principal, can, needed_for
 from leadflow.services.accounts import SessionHolder
 from leadflow.services.context import Leadflow
-from leadflow.web.i18n import Formats, pick_language, translator
+from leadflow.web.i18n import N_, Formats, pick_language, translator
 
 PAGE_FLAG = "leadflow_page"
 
@@ -57,19 +57,19 @@ class NavItem:
     section: str
 
 
-# The desk's sections, each shown to whoever may do what it is for.
+# The desk's sections, each shown to whoever may do what it is for ("manager": and has leads of their own).
 NAVIGATION = (
-    (NavItem("/", "My queue", "queue"), Action.LEAD_WORK, "manager"),
-    (NavItem("/pipeline", "Pipeline", "pipeline"), Action.LEAD_WORK, "manager"),
-    (NavItem("/desk", "Quality desk", "desk"), Action.DESK_WORK, None),
-    (NavItem("/team", "Team", "team"), Action.PEOPLE_WRITE, None),
-    (NavItem("/feed", "Live feed", "feed"), Action.SLA_READ, None),
-    (NavItem("/unassigned", "Unassigned", "unassigned"), Action.ROUTING_BATCH, None),
-    (NavItem("/junk", "Junk", "junk"), Action.SLA_READ, None),
-    (NavItem("/breaches", "Breaches", "breaches"), Action.SLA_READ, None),
-    (NavItem("/rules", "Rules", "rules"), Action.RULES_READ, None),
-    (NavItem("/outbox", "Notifications", "outbox"), Action.OUTBOX_READ, None),
-    (NavItem("/admin/users", "Admin", "admin"), Action.ACCOUNTS, None),
+    (NavItem("/", N_("My queue"), "queue"), Action.LEAD_WORK, "manager"),
+    (NavItem("/pipeline", N_("Pipeline"), "pipeline"), Action.LEAD_WORK, "manager"),
+    (NavItem("/desk", N_("Quality desk"), "desk"), Action.DESK_WORK, None),
+    (NavItem("/team", N_("Team"), "team"), Action.PEOPLE_WRITE, None),
+    (NavItem("/feed", N_("Live feed"), "feed"), Action.SLA_READ, None),
+    (NavItem("/unassigned", N_("Unassigned"), "unassigned"), Action.ROUTING_BATCH, None),
+    (NavItem("/junk", N_("Junk"), "junk"), Action.SLA_READ, None),
+    (NavItem("/breaches", N_("Breaches"), "breaches"), Action.SLA_READ, None),
+    (NavItem("/rules", N_("Rules"), "rules"), Action.RULES_READ, None),
+    (NavItem("/outbox", N_("Notifications"), "outbox"), Action.OUTBOX_READ, None),
+    (NavItem("/admin/users", N_("Admin"), "admin"), Action.ACCOUNTS, None),
 )
 
 
@@ -99,8 +99,6 @@ class Viewer:
             if not self.can(action):
                 continue
             if role == "manager" and self.manager_id is None:
-                continue
-            if role == "head" and not self.has_role("admin", "head"):
                 continue
             shown.append(item)
         return shown

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.sla import escalate_due
+from leadflow.services.sla import escalate_due, record_contact
 from leadflow.web import i18n
 from tests.browser.conftest import screenshot, sign_in
 from tests.support import bearer, live_server, new_key, web_user
@@ -74,6 +75,9 @@ def desk(make_app: Callable[[str], Leadflow]) -> Iterator[Desk]:
         post(name="Марія Гнатюк", phone="050 111 22 33", product="credit")
         desk_lead_id = post(name="ТОВ Агросвіт", phone="067 765 43 21", product="leasing", company="ТОВ Агросвіт")
         post(name="Петро Мороз", email="petro@example.org", product="credit", message="casino")
+        # Today's first contacts, for the board's bands (round robin gave the first lead to Anna, the next to Bohdan).
+        for lead, manager in ((lead_id, "anna"), (lead_id + 1, "bohdan")):
+            record_contact(app, lead, manager, "call", "connected", utcnow() + timedelta(minutes=4), who=SYSTEM)
         escalate_due(app, utcnow() + timedelta(minutes=11))  # the feed and breaches have something to show
         yield Desk(url, passwords, lead_id, desk_lead_id)
 

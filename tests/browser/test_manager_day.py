@@ -59,12 +59,12 @@ def test_a_connected_call_stops_the_countdown(make_app: Callable[[str], Leadflow
         first = clock.inner_text()
         time.sleep(1.2)
         assert clock.inner_text() != first, "the countdown does not run"
-        screenshot(page, "queue-desktop")
+        screenshot(page, "manager-queue-en")
 
         page.click(f"#lead-{lead['id']} a.lead-title")
         expect(page.locator("#lead .countdown[data-due]")).to_be_visible()
         expect(page.locator("a[href^='tel:']")).to_have_attribute("href", "tel:+380671234567")
-        screenshot(page, "lead-card-desktop")
+        screenshot(page, "manager-lead-card-en")
         page.click("button[data-outcome=connected]")
         done = page.locator("#lead .countdown.done")
         expect(done).to_be_visible()
@@ -158,8 +158,8 @@ def test_the_queue_works_on_a_phone(make_app: Callable[[str], Leadflow], new_con
         expect(page.locator("ul.leads > li")).to_have_count(2)  # round robin: anna has every other lead
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"the page is {width} px wide on a 375 px screen"
-        screenshot(page, "queue-phone")
+        screenshot(page, "manager-queue-phone-en")
         page.locator("ul.leads a.lead-title").first.click()
         expect(page.locator("button[data-outcome=connected]")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
-        screenshot(page, "lead-card-phone")
+        screenshot(page, "manager-lead-card-phone-en")
