@@ -41,6 +41,7 @@ OUTCOME_LABELS = {
     "wrong_number": N_("Wrong number"), "sent": N_("Message sent"), "set": N_("Meeting set"),
 }  # fmt: skip
 KIND_LABELS = {"call": N_("Call"), "message": N_("Message"), "meeting": N_("Meeting")}
+PHONE_TYPE_LABELS = {"mobile": N_("mobile"), "landline": N_("landline"), "other": N_("other")}
 TEMPERATURE_LABELS = {"cold": N_("cold"), "warm": N_("warm"), "hot": N_("hot"), "red_hot": N_("red-hot")}
 CHANNEL_LABELS = {
     "web": N_("website"), "form": N_("site form"), "webhook": N_("webhook"), "api": N_("API"), "csv": N_("file"), "email": N_("e-mail"),
@@ -73,6 +74,9 @@ class Labels:
 
     def kind(self, key: str | None) -> str:
         return self._(KIND_LABELS[key]) if key in KIND_LABELS else (key or "")
+
+    def phone_type(self, key: str | None) -> str:
+        return self._(PHONE_TYPE_LABELS[key]) if key in PHONE_TYPE_LABELS else (key or "")
 
     def temperature(self, key: str | None) -> str:
         return self._(TEMPERATURE_LABELS[key]) if key in TEMPERATURE_LABELS else (key or "")
