@@ -163,3 +163,35 @@ def test_the_queue_works_on_a_phone(make_app: Callable[[str], Leadflow], new_con
         expect(page.locator("button[data-outcome=connected]")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         screenshot(page, "manager-lead-card-phone-en")
+
+
+def test_the_pipeline_moves_a_lead_by_drag_or_by_keyboard(
+    make_app: Callable[[str], Leadflow], new_context: Any
+) -> None:
+    app = make_app(RULES)
+    password = web_user(app, "anna", "manager", manager="anna")
+    key = new_key(app, "write")
+    with live_server(app) as url:
+        dragged = post_lead(url, key, name="Dmytro Rudenko", phone="+380671110011")
+        post_lead(url, key, name="For Bohdan", phone="+380671110012")
+        keyed = post_lead(url, key, name="Sofiia Gonchar", phone="+380671110013")
+        page = new_context(url).new_page()
+        sign_in(page, "anna", password)
+        page.goto("/pipeline")
+        card = page.locator(f"[data-lead='{dragged['id']}']")
+        expect(page.locator("[data-status=assigned]")).to_contain_text("Dmytro Rudenko")
+        card.drag_to(page.locator("[data-status=qualified]"))
+        expect(page.locator("[data-status=qualified]")).to_contain_text("Dmytro Rudenko")
+        # The keyboard's way: the card's own status list and its Move button.
+        page.focus(f"#move-{keyed['id']}")
+        page.keyboard.press("End")  # the last open status
+        page.locator(f"[data-lead='{keyed['id']}'] button").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("[data-status=qualified]")).to_contain_text("Sofiia Gonchar")
+        with app.engine.connect() as conn:
+            from sqlalchemy import select
+
+            from leadflow.store.tables import leads
+
+            statuses = dict(conn.execute(select(leads.c.id, leads.c.status)).all())
+        assert statuses[dragged["id"]] == statuses[keyed["id"]] == "qualified"
