@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from leadflow.api.app import create_api
 from leadflow.core.policy import SYSTEM
@@ -34,9 +35,8 @@ def live_server(app: Leadflow, **settings: object) -> Iterator[str]:
     """Serve the API for `app` on a free loopback port in a thread; yields the base URL."""
     port = free_port()
     config = Settings(host="127.0.0.1", port=port, **settings)  # type: ignore[arg-type]
-    server = uvicorn.Server(
-        uvicorn.Config(create_api(app, config), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
+    api = create_api(app, config)
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -44,11 +44,18 @@ def live_server(app: Leadflow, **settings: object) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise RuntimeError("test server did not start")
         time.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    SERVED[url] = api
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        SERVED.pop(url, None)
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# The app each live server serves, by its URL: for a test that tunes the running app (the live hub's heartbeat).
+SERVED: dict[str, FastAPI] = {}
 
 
 # Tables of accounts and keys, which a test made before what it watches (they are not the lead's writes).

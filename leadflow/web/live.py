@@ -95,9 +95,12 @@ def _team(manager_id: int | None, owner_team: int | None, headed_for: int | None
 
 
 class LiveHub:
-    def __init__(self, app: Leadflow, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, app: Leadflow, poll_seconds: float = POLL_SECONDS, heartbeat_seconds: float = HEARTBEAT_SECONDS
+    ) -> None:
         self.app = app
         self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self._watchers: set[Watcher] = set()
         self._cursor: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -148,7 +151,7 @@ class LiveHub:
         try:
             while True:
                 try:
-                    yield await asyncio.wait_for(watcher.signals.get(), HEARTBEAT_SECONDS)
+                    yield await asyncio.wait_for(watcher.signals.get(), self.heartbeat_seconds)
                 except TimeoutError:
                     yield ("", "")
         finally:

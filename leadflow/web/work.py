@@ -293,6 +293,11 @@ async def language(request: Request, viewer: Someone) -> Response:
     return RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/", status_code=303)
 
 
+async def _still_signed_in(request: Request) -> bool:
+    token = request.cookies.get(SESSION_COOKIE) or request.headers.get("authorization", "").partition(" ")[2]
+    return await request.app.state.auth.holder(token.strip()) is not None
+
+
 @router.get("/live")
 async def live(
     request: Request, viewer: Reader, watch: str = "queue", lead: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
@@ -306,6 +311,8 @@ async def live(
         async for name, data in hub.watch(watcher):
             if await request.is_disconnected():
                 return
+            if not await _still_signed_in(request):
+                return  # signed out or disabled meanwhile: the stream ends with the next signal or heartbeat
             yield event_stream_line(name, data)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
