@@ -26,6 +26,7 @@ QUEUE_LIMIT = 200
 PIPELINE_PER_STATUS = 50
 CLOSED_SHOWN_FOR = timedelta(days=30)  # the pipeline's closed columns: what was closed in the last month
 SEARCH_LIMIT = 50
+FULL_NUMBER_DIGITS = 9  # fewer digits than a national number has are searched as a part of one
 NOTE_MAX = 4000
 
 # What a row of a list shows: enough to decide what to do, nothing of the raw request.
@@ -87,15 +88,18 @@ def search_condition(app: Leadflow, text: str) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if len(digits) >= 5 and len(digits) >= len(text.replace(" ", "")) - 6:
         try:
-            e164, _ = normalize_phone(text, app.rules.default_region)
-            parts.append(leads.c.phone == e164)
-        except ValueError:
-            pass
-        parts.append(leads.c.phone.like(f"%{digits[-9:]}%"))  # the national number's tail, whatever prefix was typed
+            e164: str | None = normalize_phone(text, app.rules.default_region)[0]
+        except InvalidInput:
+            e164 = None
+        if e164 is not None and len(digits) >= FULL_NUMBER_DIGITS:
+            parts.append(leads.c.phone == e164)  # a whole number: the index finds it, whatever the format typed
+        else:
+            # Part of a number (its last digits, say): a scan of the stored numbers' digits.
+            parts.append(leads.c.phone.like(f"%{digits[-9:]}%"))
     if "@" in text:
         try:
             parts.append(leads.c.email == normalize_email(text))
-        except ValueError:
+        except InvalidInput:
             parts.append(func.lower(leads.c.email).like(f"%{_escaped(text.lower())}%", escape="\\"))
     if not parts and len(text) >= 2:
         pattern = f"%{_escaped(text.lower())}%"

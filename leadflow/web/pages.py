@@ -21,6 +21,7 @@ _env = Environment(
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # the templates ship with the package: no file-time check on every include
 )
 _env.globals["static"] = STATIC_URL
 

@@ -55,11 +55,12 @@ class Labels:
     def __init__(self, viewer: Viewer, rules: RulesFile) -> None:
         self._ = viewer.gettext
         self.rules = rules
+        self._statuses = {s.key: s for s in rules.funnel}
 
     def status(self, key: str | None) -> str:
         if key is None:
             return "—"
-        status = next((s for s in self.rules.funnel if s.key == key), None)
+        status = self._statuses.get(key)
         if status is not None and status.label and status.label != _DEFAULT_LABELS.get(key):
             return status.label  # the team's own word
         return (
