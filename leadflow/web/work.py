@@ -12,9 +12,9 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from leadflow.api.auth import SESSION_COOKIE, public
+from leadflow.api.auth import SESSION_COOKIE
 from leadflow.api.params import MAX_ID, LeadId
-from leadflow.core.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
+from leadflow.core.errors import FieldProblem, InvalidInput, NotFound
 from leadflow.core.policy import Action, LeadAccess, lead_verdict
 from leadflow.services import accounts
 from leadflow.services.access import lead_access
@@ -56,29 +56,12 @@ def _app(request: Request) -> Leadflow:
 # -- The queue ----------------------------------------------------------------------------------------------------
 
 
-@router.get("/", dependencies=[public("the start page: a visitor who is not signed in is sent to sign in")])
-async def home(request: Request) -> Response:
-    """The start page: a manager's queue; others go to where their day starts; strangers to the sign-in page."""
-    from leadflow.web.viewer import viewer_of
-
-    try:
-        who = await _signed_in(request)
-    except Unauthenticated:
-        response = RedirectResponse("/login?next=%2F", status_code=303)
-        if request.cookies.get(SESSION_COOKIE):
-            response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-    viewer = await viewer_of(request, who)
+@router.get("/")
+def home(request: Request, viewer: Someone) -> Response:
+    """The start page: a manager's queue; others go to where their day starts (a stranger, to sign in)."""
     if viewer.start_page() != "/":
         return RedirectResponse(viewer.start_page(), status_code=303)
-    return await to_thread.run_sync(_queue_page, request, viewer)
-
-
-async def _signed_in(request: Request) -> Any:
-    from leadflow.api.auth import authenticate
-
-    request.scope["leadflow_page"] = True
-    return await authenticate(request, Action.SELF)
+    return render_page(request, viewer, "app/queue.html", section="queue", **_queue_context(request, viewer, None))
 
 
 def _queue_context(request: Request, viewer: Viewer, shown: str | None) -> dict[str, Any]:
@@ -89,10 +72,6 @@ def _queue_context(request: Request, viewer: Viewer, shown: str | None) -> dict[
     fresh = set(ids) - before if shown is not None else set()
     gone = [_gone_note(app, viewer, lead_id) for lead_id in sorted(before - set(ids))]
     return {"queue": queue, "shown": ",".join(map(str, ids)), "fresh": fresh, "gone": [g for g in gone if g]}
-
-
-def _queue_page(request: Request, viewer: Viewer) -> Response:
-    return render_page(request, viewer, "app/queue.html", section="queue", **_queue_context(request, viewer, None))
 
 
 @router.get("/queue/rows")
