@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/ruff check leadflow tests bench
 	$(BIN)/ruff format --check leadflow tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check leadflow tests bench

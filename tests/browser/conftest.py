@@ -22,7 +22,9 @@ DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 812}
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main thread while it is
+# started, and the tests after these (asyncio.run, the group writer) need a thread without one.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (make test does it)")
@@ -30,7 +32,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     found = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
     yield found
