@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Numeric, String, bindparam, func, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadflow.core.routing import ManagerState, TeamState
 from leadflow.core.rules import Condition, RulesFile
@@ -51,13 +52,29 @@ _LOCK_TEAMS = (
     .with_for_update()
 )
 
-_static_cache: dict[tuple[int, Any], ManagerState] = {}
-# Each manager's newest state with the row of live figures it was built from: between two leads only the last
-# owner's figures change, so the other managers' states are reused as they are instead of being rebuilt. One entry
-# per manager: a state whose figures have moved on is not asked for again (kept by row, every lead and escalation
-# added about 0.6 KB until 50,000 were held).
-_live_cache: dict[int, tuple[Any, ManagerState]] = {}
+
+@dataclass(slots=True)
+class _Cached:
+    """What is remembered of one database's managers. Per database (engine): ids and update times of two databases
+    say nothing of each other."""
+
+    static: dict[tuple[int, Any], ManagerState] = field(default_factory=dict)
+    # Each manager's newest state with the row of live figures it was built from: between two leads only the last
+    # owner's figures change, so the other managers' states are reused as they are instead of being rebuilt. One
+    # entry per manager: a state whose figures have moved on is not asked for again (kept by row, every lead and
+    # escalation added about 0.6 KB until 50,000 were held).
+    live: dict[int, tuple[Any, ManagerState]] = field(default_factory=dict)
+
+
+_cached: weakref.WeakKeyDictionary[Engine, _Cached] = weakref.WeakKeyDictionary()
 _CACHE_LIMIT = 50_000
+
+
+def _cache_of(conn: Connection) -> _Cached:
+    found = _cached.get(conn.engine)
+    if found is None:
+        found = _cached[conn.engine] = _Cached()
+    return found
 
 
 def _static(row: RowMapping, default_tz: str) -> ManagerState:
@@ -86,21 +103,23 @@ def _static(row: RowMapping, default_tz: str) -> ManagerState:
 
 def _states(conn: Connection, rows: Sequence[Any], default_tz: str) -> list[ManagerState]:
     """Join each row of live figures to the cached description of its manager, loading what is missing at once."""
-    states = [hit[1] if (hit := _live_cache.get(r.id)) is not None and hit[0] == r else None for r in rows]
+    cache = _cache_of(conn)
+    static_cache, live_cache = cache.static, cache.live
+    states = [hit[1] if (hit := live_cache.get(r.id)) is not None and hit[0] == r else None for r in rows]
     if None not in states:
         return states  # type: ignore[return-value]
-    missing = [r.id for r in rows if (r.id, r.updated_at) not in _static_cache]
+    missing = [r.id for r in rows if (r.id, r.updated_at) not in static_cache]
     if missing:
-        if len(_static_cache) > _CACHE_LIMIT:
-            _static_cache.clear()
+        if len(static_cache) > _CACHE_LIMIT:
+            static_cache.clear()
         fresh = {r["id"]: r for r in conn.execute(_STATIC_BY_IDS, {"ids": missing}).mappings()}
         for r in rows:
             if r.id in fresh:
-                _static_cache[(r.id, r.updated_at)] = _static(fresh[r.id], default_tz)
+                static_cache[(r.id, r.updated_at)] = _static(fresh[r.id], default_tz)
     for i, r in enumerate(rows):
         if states[i] is None:
             states[i] = state = replace(
-                _static_cache[(r.id, r.updated_at)],
+                static_cache[(r.id, r.updated_at)],
                 capacity=r.capacity,
                 open_leads=r.open_leads,
                 active=r.active,
@@ -112,7 +131,7 @@ def _states(conn: Connection, rows: Sequence[Any], default_tz: str) -> list[Mana
                 first_contacts=r.first_contacts,
                 fast_contacts=r.fast_contacts,
             )
-            _live_cache[r.id] = (r, state)
+            live_cache[r.id] = (r, state)
     return states  # type: ignore[return-value]
 
 
