@@ -36,7 +36,9 @@ def live_server(app: Leadflow, **settings: object) -> Iterator[str]:
     port = free_port()
     config = Settings(host="127.0.0.1", port=port, **settings)  # type: ignore[arg-type]
     api = create_api(app, config)
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    # A page's live stream never ends by itself: stopping gives open answers half a second, as serve gives them 3 s.
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=0.5))  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
