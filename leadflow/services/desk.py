@@ -7,7 +7,7 @@ Manual reassignment by a head of sales lives here too: it is the desk's "hand to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -20,19 +20,14 @@ from leadflow.core.errors import Conflict, InvalidInput, NotFound
 from leadflow.core.lead import CleanLead
 from leadflow.core.policy import Action, Principal
 from leadflow.core.routing import (
-    FALLBACK,
     Candidate,
     Decision,
     ManagerState,
-    TeamState,
     check_manager,
-    matching_rules,
-    route,
     sticky_choice,
     sticky_policy,
-    teams_involved,
 )
-from leadflow.core.rules import RulesFile, Target
+from leadflow.core.rules import Target
 from leadflow.core.schedule import format_duration
 from leadflow.services.access import guard_lead, guard_team, restrict
 from leadflow.services.context import Leadflow
@@ -54,14 +49,12 @@ from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
 from leadflow.store.matching import find_matches
 from leadflow.store.tables import companies, contacts, events, leads, managers, teams, timers
-from leadflow.store.team_state import add_load, load_manager, load_team_state
+from leadflow.store.team_state import add_load, load_manager
 
 QUEUE = "desk"
 HEAD = "head"
 AUTO = "auto"
 DeskAction = Literal["junk", "contact", "deal", "to_owner", "assigned_by_hand"]
-# How a hand-over to "auto" decides: route_now (locking the teams), or read-only for a preview.
-Router = Callable[[Connection, CleanLead, RulesFile, datetime], tuple[Decision, TeamState]]
 
 
 # --- reading the queue ---------------------------------------------------------------------------------------
@@ -246,7 +239,7 @@ def preview_hand_over(
     the same decision against the current team state, for the operator to confirm."""
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
         row = _at_desk(conn, who, lead_id, lock=False)
-        handing = _handing(conn, app, row, contact, company, hand_to, note, now, decide=_route_read_only)
+        handing = _handing(conn, app, row, contact, company, hand_to, note, now, lock=False)
     decision = handing.decision
     return {
         "id": lead_id, "hand_to": hand_to, "kind": handing.kind, "to_owner": handing.owner is not None,
@@ -385,10 +378,10 @@ class _Handing:
 
 def _handing(
     conn: Connection, app: Leadflow, row: RowMapping, contact: ContactIn | None, company: CompanyIn | None,
-    hand_to: str, note: str | None, now: datetime, *, decide: Router = route_now,
+    hand_to: str, note: str | None, now: datetime, *, lock: bool = True,
 ) -> _Handing:  # fmt: skip
     """The hand-over's decision, before anything is written: the client's owner under the sticky policy, else
-    `hand_to`."""
+    `hand_to`. `lock=False`: a preview, which decides nothing and holds up nobody."""
     if hand_to not in (HEAD, AUTO):
         manager_by_key(conn, app, hand_to, "hand_to")  # a wrong key is refused even when the owner takes it
     clean = lead_row_to_clean(row)
@@ -396,22 +389,15 @@ def _handing(
     owner, owned_note = _owner_decision(conn, app, client.owned, note, row, now)
     decision, kind = owner, "sticky"
     if decision is None:
-        decision, kind = _hand_over(conn, app, row, clean, hand_to, note, now, decide=decide)
+        decision, kind = _hand_over(conn, app, row, clean, hand_to, note, now, lock=lock)
         if owned_note:
             decision = replace(decision, reason=f"{owned_note}; {decision.reason}")
     return _Handing(decision, kind, owner, client)
 
 
-def _route_read_only(conn: Connection, clean: CleanLead, rules: RulesFile, now: datetime) -> tuple[Decision, TeamState]:
-    """route_now without locking the teams: a preview decides nothing, so it must not hold up those who do."""
-    rule_keys = [r.key for r in matching_rules(clean, rules)] + [FALLBACK]
-    state = load_team_state(conn, teams_involved(clean, rules), rule_keys, rules.default_timezone)
-    return route(clean, rules, state, now), state
-
-
 def _hand_over(
     conn: Connection, app: Leadflow, row: RowMapping, clean: CleanLead, hand_to: str, note: str | None, now: datetime,
-    *, decide: Router = route_now,
+    *, lock: bool = True,
 ) -> tuple[Decision, str]:  # fmt: skip
     """The decision for `hand_to`, before anything is written: a bad target fails the action as a whole."""
     said = f": {note}" if note else ""
@@ -424,7 +410,7 @@ def _hand_over(
         reason = f"handed over by the quality desk to {head.name}, head of team '{team_key}'{said}"
         return by_hand(head, clean, now, reason), "manual"
     if hand_to == AUTO:
-        decision, _ = decide(conn, clean, app.rules, now)
+        decision, _ = route_now(conn, clean, app.rules, now, lock=lock)
         if not decision.assigned:
             raise Conflict(f"no manager can take lead {row['id']} now ({decision.reason}): hand it to the head or to "
                            "a manager by key")  # fmt: skip

@@ -11,12 +11,11 @@ from leadflow.core.errors import FieldProblem
 from leadflow.core.junk import check_usable
 from leadflow.core.lead import LeadIn
 from leadflow.core.policy import Principal
-from leadflow.core.routing import FALLBACK, matching_rules, route, teams_involved
 from leadflow.core.scoring import qualify
 from leadflow.services.context import Leadflow
+from leadflow.services.intake import route_now
 from leadflow.services.leads import get_lead
 from leadflow.store.db import READ_ONLY
-from leadflow.store.team_state import load_team_state
 
 _DECISION_EVENTS = ("lead.assigned", "lead.unassigned", "lead.escalated", "lead.chain_exhausted")
 
@@ -70,9 +69,7 @@ def dry_run(app: Leadflow, lead_in: LeadIn, now: datetime, problems: Sequence[Fi
     qualification = qualify(clean, rules.scoring, probability)
     clean = qualification.apply(clean, probability)
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        keys = [r.key for r in matching_rules(clean, rules)] + [FALLBACK]
-        state = load_team_state(conn, teams_involved(clean, rules), keys, rules.default_timezone)
-    decision = route(clean, rules, state, now)
+        decision, _ = route_now(conn, clean, rules, now, lock=False)
     return {
         "qualification": {
             "score": qualification.score,

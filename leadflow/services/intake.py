@@ -498,10 +498,14 @@ def assign_existing(
     return decision
 
 
-def route_now(conn: Connection, clean: CleanLead, rules: RulesFile, now: datetime) -> tuple[Decision, TeamState]:
-    """Lock the teams the lead may go to, read their state, decide."""
+def route_now(
+    conn: Connection, clean: CleanLead, rules: RulesFile, now: datetime, *, lock: bool = True
+) -> tuple[Decision, TeamState]:
+    """Lock the teams the lead may go to, read their state, decide. `lock=False`: a decision nothing is written
+    from (a dry run, a preview), which must not hold up those that are."""
     team_keys = teams_involved(clean, rules)
-    lock_teams(conn, team_keys)
+    if lock:
+        lock_teams(conn, team_keys)
     rule_keys = [r.key for r in matching_rules(clean, rules)] + [FALLBACK]
     state = load_team_state(conn, team_keys, rule_keys, rules.default_timezone)
     return route(clean, rules, state, now), state

@@ -13,17 +13,25 @@ from typing import Annotated, Any, TypeVar
 from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
 from leadflow.api.accounts import KeyIn, KeyName, RoleIn, UserIn, Username
 from leadflow.api.params import Offset
-from leadflow.core.errors import FieldProblem, InvalidInput
 from leadflow.core.policy import ROLES, SCOPES, Action
 from leadflow.services import accounts, people
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.store.db import READ_ONLY
-from leadflow.web.render import EVENT_LABELS, N_, after_change, form_value, render_fragment, render_page
+from leadflow.web.render import (
+    EVENT_LABELS,
+    N_,
+    after_change,
+    app_of,
+    form_model,
+    form_value,
+    render_fragment,
+    render_page,
+)
 from leadflow.web.viewer import Viewer, WebRoute, page
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -44,11 +52,6 @@ AUDIT_LABELS = {
 ROLE_LABELS = {"admin": N_("admin"), "head": N_("head of sales"), "desk": N_("quality desk"), "manager": N_("manager")}
 
 
-def _app(request: Request) -> Leadflow:
-    found: Leadflow = request.app.state.leadflow
-    return found
-
-
 def _read(app: Leadflow, work: Callable[[Connection], T]) -> T:
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
         return work(conn)
@@ -56,19 +59,10 @@ def _read(app: Leadflow, work: Callable[[Connection], T]) -> T:
 
 def _change(request: Request, work: Callable[[Connection], T]) -> T:
     """A change to accounts, in its own transaction; sessions and keys are looked up afresh afterwards."""
-    with _app(request).engine.begin() as conn:
+    with app_of(request).engine.begin() as conn:
         done = work(conn)
     request.app.state.auth.forget()
     return done
-
-
-def validated(model: type[M], data: Mapping[str, Any]) -> M:
-    """The form read by the API's own body model, its refusals as the API words them."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [FieldProblem(str(e["loc"][0]) if e["loc"] else "form", e["msg"]) for e in exc.errors()]
-        raise InvalidInput(problems) from None
 
 
 def _once(
@@ -86,7 +80,7 @@ def _once(
 
 
 def _users_context(request: Request, viewer: Viewer, done: str | None = None) -> dict[str, Any]:
-    app = _app(request)
+    app = app_of(request)
     return {"users": _read(app, accounts.list_users), "teams": people.list_teams(app),
             "managers": people.list_managers(app), "roles": ROLES, "role_labels": ROLE_LABELS, "done": done,
             "me": viewer.who.name}  # fmt: skip
@@ -107,7 +101,7 @@ async def create_user(request: Request, viewer: Admin) -> Response:
     form = await request.form()
     given = form_value(form, "password")
     password = given or accounts.new_password()
-    body = validated(UserIn, {
+    body = form_model(UserIn, {
         "username": form_value(form, "username").lower(), "password": password, "role": form_value(form, "role"),
         "teams": [form_value(form, "team")] if form_value(form, "team") else [],
         "name": form_value(form, "name") or None, "manager": form_value(form, "manager") or None,
@@ -146,7 +140,7 @@ async def new_password(request: Request, username: Username, viewer: Admin) -> R
 
 
 def _role(form: Mapping[str, Any]) -> RoleIn:
-    return validated(RoleIn, {"role": form_value(form, "role"), "team": form_value(form, "team") or None})
+    return form_model(RoleIn, {"role": form_value(form, "role"), "team": form_value(form, "team") or None})
 
 
 @router.post("/admin/users/{username}/roles")
@@ -171,7 +165,7 @@ async def remove_role(request: Request, username: Username, viewer: Admin) -> Re
 
 
 def _keys_context(request: Request, done: str | None = None) -> dict[str, Any]:
-    return {"keys": _read(_app(request), accounts.list_keys), "scopes": SCOPES, "done": done}
+    return {"keys": _read(app_of(request), accounts.list_keys), "scopes": SCOPES, "done": done}
 
 
 @router.get("/admin/keys")
@@ -187,7 +181,7 @@ def _origins(text: str) -> list[str] | None:
 @router.post("/admin/keys")
 async def create_key(request: Request, viewer: Admin) -> Response:
     form = await request.form()
-    body = validated(KeyIn, {
+    body = form_model(KeyIn, {
         "name": form_value(form, "name"), "scope": form_value(form, "scope"),
         "origins": _origins(form_value(form, "origins")),
         "rate_per_minute": form_value(form, "rate_per_minute") or None,
@@ -226,7 +220,7 @@ def audit_label(viewer: Viewer, type_: str) -> str:
 @router.get("/admin/audit")
 def audit_page(request: Request, viewer: Auditor, actor: str = "", offset: Offset = 0) -> Response:
     actor = " ".join(actor.split())[:60]
-    found = _read(_app(request), lambda conn: accounts.audit(conn, actor=actor or None, limit=AUDIT_PAGE,
+    found = _read(app_of(request), lambda conn: accounts.audit(conn, actor=actor or None, limit=AUDIT_PAGE,
                                                              offset=offset))  # fmt: skip
     return render_page(request, viewer, "app/admin_audit.html", section="admin", found=found, actor=actor,
                        page_size=AUDIT_PAGE, label=lambda t: audit_label(viewer, t))  # fmt: skip

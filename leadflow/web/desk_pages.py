@@ -10,18 +10,28 @@ from typing import Annotated, Any, TypeVar
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from leadflow.api.desk import HandOverIn, JunkIn, KeepIn, ToOwnerIn
 from leadflow.api.params import LeadId, Offset
-from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
-from leadflow.core.policy import Action, LeadAccess, lead_verdict
+from leadflow.core.errors import Conflict, NotFound
+from leadflow.core.policy import Action, LeadAccess
 from leadflow.services import desk
-from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.context import utcnow
 from leadflow.services.leads import restore_lead
 from leadflow.web import work
-from leadflow.web.render import N_, form_value, render_fragment, render_page
+from leadflow.web.render import (
+    N_,
+    app_of,
+    form_model,
+    form_value,
+    html_fragment,
+    plain_number,
+    render_fragment,
+    render_page,
+    shown_ids,
+)
 from leadflow.web.viewer import Viewer, WebRoute, from_htmx, page
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -38,18 +48,13 @@ JUNK_REASONS = (
 )  # fmt: skip
 
 
-def _app(request: Request) -> Leadflow:
-    found: Leadflow = request.app.state.leadflow
-    return found
-
-
 # -- The queue ----------------------------------------------------------------------------------------------------
 
 
 def _queue_context(request: Request, viewer: Viewer, limit: int, offset: int, shown: str | None) -> dict[str, Any]:
-    found = desk.desk_queue(_app(request), utcnow(), who=viewer.who, limit=limit, offset=offset)
+    found = desk.desk_queue(app_of(request), utcnow(), who=viewer.who, limit=limit, offset=offset)
     ids = [item["id"] for item in found["items"]]
-    before = {int(part) for part in (shown or "").split(",")[:500] if part.strip().isdigit()}
+    before = shown_ids(shown)
     fresh = set(ids) - before if shown is not None else set()
     return {**found, "shown": ",".join(map(str, ids)), "fresh": fresh}
 
@@ -68,22 +73,18 @@ def desk_rows(
     shown: str | None = None,
 ) -> Response:  # fmt: skip
     context = _queue_context(request, viewer, limit, offset, shown)
-    return Response(render_fragment(request, viewer, "app/_desk_rows.html", **context), media_type="text/html")
+    return html_fragment(request, viewer, "app/_desk_rows.html", **context)
 
 
 # -- The card's panels --------------------------------------------------------------------------------------------
 
 
-def _may(viewer: Viewer, action: Action, access: LeadAccess | None) -> bool:
-    return access is not None and lead_verdict(viewer.who, action, access) == "yes"
-
-
 def _desk_panel_shows(viewer: Viewer, lead: dict[str, Any], access: LeadAccess | None) -> bool:
-    return lead["queue"] == desk.QUEUE and lead["merged_into_id"] is None and _may(viewer, Action.DESK_WORK, access)
+    return lead["queue"] == desk.QUEUE and lead["merged_into_id"] is None and viewer.may(Action.DESK_WORK, access)
 
 
 def _desk_panel_context(request: Request, viewer: Viewer, lead: dict[str, Any]) -> dict[str, Any]:
-    app = _app(request)
+    app = app_of(request)
     try:
         item = desk.desk_lead(app, lead["id"], utcnow(), who=viewer.who)
     except (Conflict, NotFound):  # it left the desk between the card's reads: the panel goes with it
@@ -95,7 +96,7 @@ def _desk_panel_context(request: Request, viewer: Viewer, lead: dict[str, Any]) 
 
 
 def _restore_panel_shows(viewer: Viewer, lead: dict[str, Any], access: LeadAccess | None) -> bool:
-    return lead["status"] == "junk" and lead["merged_into_id"] is None and _may(viewer, Action.LEAD_WORK, access)
+    return lead["status"] == "junk" and lead["merged_into_id"] is None and viewer.may(Action.LEAD_WORK, access)
 
 
 work.CARD_PANELS.append(work.CardPanel("app/_desk_panel.html", _desk_panel_shows, _desk_panel_context))
@@ -103,16 +104,6 @@ work.CARD_PANELS.append(work.CardPanel("app/_restore_panel.html", _restore_panel
 
 
 # -- Reading the forms as the API reads its bodies -----------------------------------------------------------------
-
-
-def _body(model: type[M], values: Mapping[str, Any]) -> M:
-    """The API's body model from form fields: the same checks, each problem naming its field."""
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        problems = [FieldProblem(".".join(str(part) for part in e["loc"]) or "form", e["msg"])
-                    for e in exc.errors(include_url=False)]  # fmt: skip
-        raise InvalidInput(problems) from None
 
 
 def _given(**values: str) -> dict[str, str] | None:
@@ -129,24 +120,11 @@ def _client(form: Mapping[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _amount(form: Mapping[str, Any]) -> str:
-    return form_value(form, "deal_amount").replace(" ", "").replace("\u00a0", "").replace(",", ".")
-
-
-def _hand_over_body(form: Mapping[str, Any]) -> HandOverIn:
-    return _body(HandOverIn, {
-        **_client(form), "deal": _given(title=form_value(form, "deal_title"), amount=_amount(form)),
+def _hand_overform_model(form: Mapping[str, Any]) -> HandOverIn:
+    return form_model(HandOverIn, {
+        **_client(form), "deal": _given(title=form_value(form, "deal_title"), amount=plain_number(form_value(form, "deal_amount"))),
         "hand_to": form_value(form, "hand_to") or desk.AUTO, "note": form_value(form, "note") or None,
     })  # fmt: skip
-
-
-def _after(request: Request, viewer: Viewer, lead_id: int, done: str) -> Response:
-    """The card again (work.card_after); when the change took the lead out of sight, htmx is told to go to the
-    start page rather than being given that page to swap into the card."""
-    answer = work.card_after(request, viewer, lead_id, done)
-    if from_htmx(request) and isinstance(answer, RedirectResponse):
-        return Response(status_code=204, headers={"HX-Redirect": answer.headers["location"]})
-    return answer
 
 
 def _manager_name(result: dict[str, Any], viewer: Viewer) -> str:
@@ -161,30 +139,30 @@ def _manager_name(result: dict[str, Any], viewer: Viewer) -> str:
 async def junk(request: Request, lead_id: LeadId, viewer: DeskWorker) -> Response:
     reason = form_value(await request.form(), "reason")
     if reason:  # an empty one is the service's to refuse, with its own sentence
-        reason = _body(JunkIn, {"reason": reason}).reason
-    app = _app(request)
+        reason = form_model(JunkIn, {"reason": reason}).reason
+    app = app_of(request)
     await to_thread.run_sync(lambda: desk.junk_at_desk(app, lead_id, utcnow(), reason=reason, who=viewer.who))
     done = viewer.gettext("Set aside as junk: %(reason)s") % {"reason": reason}
-    return await to_thread.run_sync(_after, request, viewer, lead_id, done)
+    return await to_thread.run_sync(work.card_after, request, viewer, lead_id, done)
 
 
 @router.post("/desk/leads/{lead_id}/contact")
 async def keep_as_contact(request: Request, lead_id: LeadId, viewer: DeskWorker) -> Response:
     form = await request.form()
-    body = _body(KeepIn, {**_client(form), "note": form_value(form, "note") or None})
-    app = _app(request)
+    body = form_model(KeepIn, {**_client(form), "note": form_value(form, "note") or None})
+    app = app_of(request)
     result = await to_thread.run_sync(lambda: desk.contact_at_desk(
         app, lead_id, utcnow(), contact=body.contact, company=body.company, note=body.note, who=viewer.who))  # fmt: skip
     done = viewer.gettext("Converted to a contact: %(reason)s") % {"reason": result["reason"]}
-    return await to_thread.run_sync(_after, request, viewer, lead_id, done)
+    return await to_thread.run_sync(work.card_after, request, viewer, lead_id, done)
 
 
 @router.post("/desk/leads/{lead_id}/handover-preview")
 async def hand_over_preview(request: Request, lead_id: LeadId, viewer: DeskWorker) -> Response:
     """Where the hand-over would send the lead now, and why; nothing is written until the operator confirms."""
     form = await request.form()
-    body = _hand_over_body(form)
-    app = _app(request)
+    body = _hand_overform_model(form)
+    app = app_of(request)
     preview = await to_thread.run_sync(lambda: desk.preview_hand_over(
         app, lead_id, utcnow(), hand_to=body.hand_to, contact=body.contact, company=body.company, note=body.note,
         who=viewer.who))  # fmt: skip
@@ -199,25 +177,25 @@ async def hand_over_preview(request: Request, lead_id: LeadId, viewer: DeskWorke
 
 @router.post("/desk/leads/{lead_id}/deal")
 async def hand_over(request: Request, lead_id: LeadId, viewer: DeskWorker) -> Response:
-    body = _hand_over_body(await request.form())
-    app = _app(request)
+    body = _hand_overform_model(await request.form())
+    app = app_of(request)
     result = await to_thread.run_sync(lambda: desk.deal_at_desk(
         app, lead_id, utcnow(), deal=body.deal, contact=body.contact, company=body.company, hand_to=body.hand_to,
         note=body.note, who=viewer.who))  # fmt: skip
     done = viewer.gettext("Handed over to %(name)s: %(reason)s") % {
         "name": _manager_name(result, viewer), "reason": result["reason"]}  # fmt: skip
-    return await to_thread.run_sync(_after, request, viewer, lead_id, done)
+    return await to_thread.run_sync(work.card_after, request, viewer, lead_id, done)
 
 
 @router.post("/desk/leads/{lead_id}/to-owner")
 async def to_owner(request: Request, lead_id: LeadId, viewer: DeskWorker) -> Response:
-    body = _body(ToOwnerIn, {"note": form_value(await request.form(), "note") or None})
-    app = _app(request)
+    body = form_model(ToOwnerIn, {"note": form_value(await request.form(), "note") or None})
+    app = app_of(request)
     result = await to_thread.run_sync(lambda: desk.to_owner_at_desk(app, lead_id, utcnow(), note=body.note,
                                                                      who=viewer.who))  # fmt: skip
     done = viewer.gettext("Sent to the client's owner, %(name)s: %(reason)s") % {
         "name": _manager_name(result, viewer), "reason": result["reason"]}  # fmt: skip
-    return await to_thread.run_sync(_after, request, viewer, lead_id, done)
+    return await to_thread.run_sync(work.card_after, request, viewer, lead_id, done)
 
 
 # -- Restoring a junk lead ----------------------------------------------------------------------------------------
@@ -226,7 +204,7 @@ async def to_owner(request: Request, lead_id: LeadId, viewer: DeskWorker) -> Res
 @router.post("/leads/{lead_id}/restore")
 async def restore(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     """Bring a junk lead back (the card's panel, and the head's junk list, which passes ?back=/junk)."""
-    app = _app(request)
+    app = app_of(request)
     result = await to_thread.run_sync(lambda: restore_lead(app, lead_id, utcnow(), who=viewer.who))
     done = viewer.gettext("Restored: %(reason)s") % {"reason": result["reason"]}
     return await to_thread.run_sync(work.card_after, request, viewer, lead_id, done)

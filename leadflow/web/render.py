@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
 
 from leadflow import __version__
+from leadflow.core.errors import FieldProblem, InvalidInput
 from leadflow.core.rules import RulesFile
-from leadflow.services.context import utcnow
+from leadflow.services.context import Leadflow, utcnow
 from leadflow.web.i18n import LANGUAGES, N_, NAMES, translations
 from leadflow.web.pages import environment
 from leadflow.web.viewer import Viewer, from_htmx
+
+M = TypeVar("M", bound=BaseModel)
 
 # leadflow's own words, translated where they are shown. A status the rules file labels itself shows that label.
 STATUS_LABELS = {
@@ -120,3 +124,42 @@ def after_change(request: Request, back: str, fragment: str | None = None) -> Re
 def form_value(form: Mapping[str, Any], name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def form_model(model: type[M], values: Mapping[str, Any]) -> M:
+    """An API body model from form fields: the same checks as the API's, each refusal naming its field."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = [FieldProblem(".".join(str(part) for part in e["loc"]) or "form", e["msg"])
+                    for e in exc.errors(include_url=False)]  # fmt: skip
+        raise InvalidInput(problems) from None
+
+
+def plain_number(text: str) -> str:
+    """A number as people type it ("1 200,50") as Python reads it ("1200.50")."""
+    return text.replace(" ", "").replace("\u00a0", "").replace(",", ".")
+
+
+def shown_ids(text: str | None) -> set[int]:
+    """The lead ids a live list says it shows (its hidden `shown` field), at most 500."""
+    return {int(part) for part in (text or "").split(",")[:500] if part.strip().isdigit()}
+
+
+def actor_name(actor: str | None) -> str:
+    """An event's actor as people read it: "user:olena" reads "olena"; a key keeps its kind ("key:crm");
+    leadflow's own processes ("sla", "batch") read as they are."""
+    if not actor:
+        return ""
+    kind, _, name = actor.partition(":")
+    return name if kind == "user" and name else actor
+
+
+def app_of(request: Request) -> Leadflow:
+    found: Leadflow = request.app.state.leadflow
+    return found
+
+
+def html_fragment(request: Request, viewer: Viewer, template: str, **context: Any) -> Response:
+    """A fragment a live page or htmx asks for."""
+    return HTMLResponse(render_fragment(request, viewer, template, **context))

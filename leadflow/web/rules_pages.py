@@ -21,7 +21,7 @@ from leadflow.core.rules_text import RulesError
 from leadflow.core.text import read_json
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.explain import dry_run
-from leadflow.web.render import form_value, render_fragment, render_page
+from leadflow.web.render import app_of, form_value, render_fragment, render_page
 from leadflow.web.viewer import Viewer, WebRoute, from_htmx, page
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -29,11 +29,6 @@ Reader = Annotated[Viewer, page(Action.RULES_READ)]
 
 # The simple fields of the dry-run form, in the order they are shown (the rest of a lead goes in as JSON).
 LEAD_INPUTS = ("name", "phone", "email", "product", "region", "language", "budget", "channel", "message")
-
-
-def _app(request: Request) -> Leadflow:
-    found: Leadflow = request.app.state.leadflow
-    return found
 
 
 # -- Reading the rules file as people do --------------------------------------------------------------------------
@@ -71,7 +66,7 @@ def check_file(path: Path, running: RulesFile) -> dict[str, Any]:
 
 def _rules_context(request: Request, viewer: Viewer) -> dict[str, Any]:
     _ = viewer.gettext
-    rules = _app(request).rules
+    rules = app_of(request).rules
     return {
         "check": check_file(Path(request.app.state.settings.rules), rules),
         "ordered": rules.ordered_rules,
@@ -115,7 +110,7 @@ def _try(app: Leadflow, form: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
 @router.post("/rules/dry-run")
 async def try_a_lead(request: Request, viewer: Reader) -> Response:
     form = await request.form()
-    app = _app(request)
+    app = app_of(request)
     result, problems = await to_thread.run_sync(_try, app, form)
     status = 422 if problems else 200
     found: dict[str, Any] = {

@@ -15,16 +15,25 @@ from pydantic import TypeAdapter, ValidationError
 from leadflow.api.desk import Reason
 from leadflow.api.params import LeadId, ManagerKey, Offset
 from leadflow.core.errors import Forbidden, InvalidInput
-from leadflow.core.policy import Action, LeadAccess, lead_verdict, team_ids_for
+from leadflow.core.policy import Action, LeadAccess, team_ids_for
 from leadflow.core.rules import Key
 from leadflow.services import board
 from leadflow.services.batch import assign_backlog
-from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.context import utcnow
 from leadflow.services.desk import assign_by_hand
 from leadflow.services.people import ManagerPatch, update_manager
 from leadflow.services.sla import list_breaches
 from leadflow.web import work
-from leadflow.web.render import N_, after_change, form_value, render_fragment, render_page
+from leadflow.web.render import (
+    N_,
+    actor_name,
+    after_change,
+    app_of,
+    form_value,
+    html_fragment,
+    render_fragment,
+    render_page,
+)
 from leadflow.web.viewer import Viewer, WebRoute, page
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -37,23 +46,6 @@ _REASON = TypeAdapter(Reason)
 _KEY = TypeAdapter(Key)
 
 
-def _app(request: Request) -> Leadflow:
-    found: Leadflow = request.app.state.leadflow
-    return found
-
-
-def _html(request: Request, viewer: Viewer, template: str, **context: Any) -> Response:
-    return Response(render_fragment(request, viewer, template, **context), media_type="text/html")
-
-
-def actor_name(actor: str | None) -> str:
-    """ "user:olena" reads "olena"; a key keeps its kind ("key:crm"); leadflow's own processes read as they are."""
-    if not actor:
-        return ""
-    kind, _, name = actor.partition(":")
-    return name if kind == "user" and name else actor
-
-
 # -- The team board -----------------------------------------------------------------------------------------------
 
 # The response bands (services/sla.py's BANDS, as leads.response_band holds them) as a reader reads them.
@@ -64,7 +56,7 @@ def _board(request: Request, viewer: Viewer) -> dict[str, Any]:
     """The board's data, with each team's chart (Chart.js, through desk.js) and the bands' names in the reader's
     language."""
     _ = viewer.gettext
-    found = board.team_board(_app(request), utcnow(), viewer.timezone, who=viewer.who)
+    found = board.team_board(app_of(request), utcnow(), viewer.timezone, who=viewer.who)
     names = {band: _(BAND_NAMES[band]) if band in BAND_NAMES else band for band in found["bands"]}
     for team in found["teams"]:
         data = [team["bands"][band] for band in found["bands"]]
@@ -80,7 +72,7 @@ def team(request: Request, viewer: Head) -> Response:
 
 @router.get("/team/board")
 def team_board_fragment(request: Request, viewer: Head) -> Response:
-    return _html(request, viewer, "app/_team_board.html", **_board(request, viewer))
+    return html_fragment(request, viewer, "app/_team_board.html", **_board(request, viewer))
 
 
 @router.post("/team/managers/{key}/absent")
@@ -90,7 +82,7 @@ async def mark_absent(request: Request, key: ManagerKey, viewer: Head) -> Respon
     if wanted not in ("1", "0"):
         raise InvalidInput.one("absent", "absent is 1 (the manager is away) or 0 (back at work)")
     patch = ManagerPatch(absent=wanted == "1")
-    app = _app(request)
+    app = app_of(request)
     await to_thread.run_sync(lambda: update_manager(app, key, patch, utcnow(), who=viewer.who))
     fragment = await to_thread.run_sync(
         lambda: render_fragment(request, viewer, "app/_team_board.html", **_board(request, viewer))
@@ -102,7 +94,7 @@ async def mark_absent(request: Request, key: ManagerKey, viewer: Head) -> Respon
 
 
 def _feed(request: Request, viewer: Viewer) -> dict[str, Any]:
-    items = board.live_feed(_app(request), who=viewer.who)
+    items = board.live_feed(app_of(request), who=viewer.who)
     for item in items:
         item["by"] = actor_name(item["actor"])
     return {"items": items}
@@ -115,20 +107,19 @@ def feed(request: Request, viewer: SlaReader) -> Response:
 
 @router.get("/feed/items")
 def feed_items(request: Request, viewer: SlaReader) -> Response:
-    return _html(request, viewer, "app/_feed_items.html", **_feed(request, viewer))
+    return html_fragment(request, viewer, "app/_feed_items.html", **_feed(request, viewer))
 
 
 # -- Reassignment by hand (a panel on the lead card) -------------------------------------------------------------
 
 
 def _shows_reassign(viewer: Viewer, lead: dict[str, Any], access: LeadAccess | None) -> bool:
-    return access is not None and lead_verdict(viewer.who, Action.LEAD_ASSIGN, access) == "yes" and (
-        lead["merged_into_id"] is None)  # fmt: skip
+    return viewer.may(Action.LEAD_ASSIGN, access) and lead["merged_into_id"] is None
 
 
 def _reassign_context(request: Request, viewer: Viewer, lead: dict[str, Any]) -> dict[str, Any]:
     """Only an open lead is reassigned (a closed one is refused by the service): the panel shows for those."""
-    app = _app(request)
+    app = app_of(request)
     if lead["status"] not in app.rules.open_statuses:
         return {"reassign_managers": None}
     return {"reassign_managers": board.reassign_choices(app, lead, who=viewer.who)}
@@ -154,7 +145,7 @@ async def reassign(request: Request, lead_id: LeadId, viewer: Assigner) -> Respo
     manager = _checked(_KEY, "manager", manager)
     if reason:  # an empty one is refused by the service, with its own words
         reason = _checked(_REASON, "reason", reason)
-    app = _app(request)
+    app = app_of(request)
     done = await to_thread.run_sync(
         lambda: assign_by_hand(app, lead_id, utcnow(), manager=manager, reason=reason, who=viewer.who)
     )
@@ -170,7 +161,7 @@ def _unassigned_page(
     request: Request, viewer: Viewer, *, status: int = 200, report: dict[str, Any] | None = None,
     refused: str | None = None,
 ) -> Response:  # fmt: skip
-    app = _app(request)
+    app = app_of(request)
     found = board.unassigned_leads(app, who=viewer.who)
     may_route = team_ids_for(viewer.who, Action.ROUTING_BATCH) is None  # the batch spans every team
     return render_page(request, viewer, "app/unassigned.html", status=status, section="unassigned", found=found,
@@ -187,7 +178,7 @@ def route_unassigned(request: Request, viewer: Batcher) -> Response:
     """Route the whole unassigned queue now (POST /api/v1/assign/unassigned); the page shows what the run did. The
     batch spans every team, so a head of only some teams is refused: the page says so."""
     try:
-        report = assign_backlog(_app(request), utcnow(), who=viewer.who)
+        report = assign_backlog(app_of(request), utcnow(), who=viewer.who)
     except Forbidden as exc:
         return _unassigned_page(request, viewer, status=403, refused=str(exc))
     return _unassigned_page(request, viewer, report=report.summary())
@@ -198,7 +189,7 @@ def route_unassigned(request: Request, viewer: Batcher) -> Response:
 
 @router.get("/junk")
 def junk(request: Request, viewer: SlaReader, offset: Offset = 0) -> Response:
-    found = board.junk_leads(_app(request), who=viewer.who, offset=offset)
+    found = board.junk_leads(app_of(request), who=viewer.who, offset=offset)
     for item in found["items"]:
         item["by"] = actor_name(item["actor"])
     return render_page(request, viewer, "app/junk.html", section="junk", found=found)
@@ -207,7 +198,7 @@ def junk(request: Request, viewer: SlaReader, offset: Offset = 0) -> Response:
 @router.get("/breaches")
 def breaches(request: Request, viewer: SlaReader, offset: Offset = 0,
              limit: int = Query(BREACHES_PER_PAGE, ge=1, le=500)) -> Response:  # fmt: skip
-    app = _app(request)
+    app = app_of(request)
     now = utcnow()
     found = list_breaches(app, now, limit, offset, who=viewer.who)
     names = board.manager_names(app) if found["items"] else {}

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadflow.web.render import Labels
+from leadflow.web.render import Labels, actor_name
 from leadflow.web.viewer import Viewer
-
-
-def _who(actor: str | None) -> str:
-    """ "user:olena" reads "olena"; leadflow's own processes ("sla", "batch") read as they are."""
-    if not actor:
-        return ""
-    kind, _, name = actor.partition(":")
-    return name if name else kind
 
 
 def timeline(lead: dict[str, Any], labels: Labels, viewer: Viewer) -> list[dict[str, Any]]:
@@ -42,6 +34,6 @@ def timeline(lead: dict[str, Any], labels: Labels, viewer: Viewer) -> list[dict[
         elif kind == "lead.scored" and data.get("score") is not None:
             detail = f"{_('Score')} {data['score']}" + (
                 f" · {labels.temperature(data.get('temperature'))}" if data.get("temperature") else "")  # fmt: skip
-        shown.append({"type": kind, "at": e["at"], "who": _who(e["actor"]), "detail": detail,
+        shown.append({"type": kind, "at": e["at"], "who": actor_name(e["actor"]), "detail": detail,
                       "reason": data.get("reason") if isinstance(data.get("reason"), str) else None})  # fmt: skip
     return shown[::-1]

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from leadflow.api.auth import SESSION_COOKIE, authenticate
 from leadflow.core.errors import Forbidden
-from leadflow.core.policy import Action, Principal, can, needed_for
+from leadflow.core.policy import Action, LeadAccess, Principal, can, lead_verdict, needed_for
 from leadflow.services.accounts import SessionHolder
 from leadflow.services.context import Leadflow
 from leadflow.web.i18n import N_, Formats, pick_language, translator
@@ -89,6 +89,10 @@ class Viewer:
 
     def can(self, action: Action) -> bool:
         return can(self.who, action)
+
+    def may(self, action: Action, lead: LeadAccess | None) -> bool:
+        """May this person do `action` to this lead (its access facts; None: it does not exist)?"""
+        return lead is not None and lead_verdict(self.who, action, lead) == "yes"
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.who.roles() & set(roles))

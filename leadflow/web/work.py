@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from leadflow.api.auth import SESSION_COOKIE
 from leadflow.api.params import MAX_ID, LeadId
 from leadflow.core.errors import FieldProblem, InvalidInput, NotFound
-from leadflow.core.policy import Action, LeadAccess, lead_verdict
+from leadflow.core.policy import Action, LeadAccess
 from leadflow.services import accounts
 from leadflow.services.access import lead_access
 from leadflow.services.context import Leadflow, utcnow
@@ -25,7 +25,17 @@ from leadflow.services.sla import record_contact
 from leadflow.services.worklist import add_note, client_leads, my_queue, pipeline, search
 from leadflow.web.i18n import LANGUAGES
 from leadflow.web.live import Watcher, event_stream_line, hub_of
-from leadflow.web.render import Labels, after_change, form_value, render_fragment, render_page
+from leadflow.web.render import (
+    Labels,
+    after_change,
+    app_of,
+    form_value,
+    html_fragment,
+    plain_number,
+    render_fragment,
+    render_page,
+    shown_ids,
+)
 from leadflow.web.timeline import timeline
 from leadflow.web.viewer import Viewer, WebRoute, page
 
@@ -48,11 +58,6 @@ class CardPanel:
 CARD_PANELS: list[CardPanel] = []
 
 
-def _app(request: Request) -> Leadflow:
-    found: Leadflow = request.app.state.leadflow
-    return found
-
-
 # -- The queue ----------------------------------------------------------------------------------------------------
 
 
@@ -65,10 +70,10 @@ def home(request: Request, viewer: Someone) -> Response:
 
 
 def _queue_context(request: Request, viewer: Viewer, shown: str | None) -> dict[str, Any]:
-    app = _app(request)
+    app = app_of(request)
     queue = my_queue(app, who=viewer.who)
     ids = [lead["id"] for lead in queue]
-    before = _ids(shown)
+    before = shown_ids(shown)
     fresh = set(ids) - before if shown is not None else set()
     gone = [_gone_note(app, viewer, lead_id) for lead_id in sorted(before - set(ids))]
     return {"queue": queue, "shown": ",".join(map(str, ids)), "fresh": fresh, "gone": [g for g in gone if g]}
@@ -77,11 +82,7 @@ def _queue_context(request: Request, viewer: Viewer, shown: str | None) -> dict[
 @router.get("/queue/rows")
 def queue_rows(request: Request, viewer: Reader, shown: str | None = None) -> Response:
     context = _queue_context(request, viewer, shown)
-    return Response(render_fragment(request, viewer, "app/_queue_rows.html", **context), media_type="text/html")
-
-
-def _ids(text: str | None) -> set[int]:
-    return {int(part) for part in (text or "").split(",")[:500] if part.strip().isdigit()}
+    return html_fragment(request, viewer, "app/_queue_rows.html", **context)
 
 
 def _gone_note(app: Leadflow, viewer: Viewer, lead_id: int) -> str | None:
@@ -106,13 +107,13 @@ def _gone_note(app: Leadflow, viewer: Viewer, lead_id: int) -> str | None:
 
 
 def card_context(request: Request, viewer: Viewer, lead_id: int, done: str | None = None) -> dict[str, Any]:
-    app = _app(request)
+    app = app_of(request)
     lead = get_lead(app, lead_id, who=viewer.who)
     with app.engine.connect() as conn:
         access = lead_access(conn, lead_id)
     # A lead waiting at the quality desk is the desk's to decide on (its own panel), not yet anyone's to call.
-    can_work = access is not None and lead_verdict(viewer.who, Action.LEAD_WORK, access) == "yes" and (
-        lead["status"] in app.rules.open_statuses and lead["queue"] != "desk")  # fmt: skip
+    can_work = viewer.may(Action.LEAD_WORK, access) and lead["status"] in app.rules.open_statuses and (
+        lead["queue"] != "desk")  # fmt: skip
     labels = Labels(viewer, app.rules)
     context: dict[str, Any] = {
         "lead": lead, "can_work": can_work and lead["merged_into_id"] is None, "done": done,
@@ -129,7 +130,7 @@ def card_context(request: Request, viewer: Viewer, lead_id: int, done: str | Non
 def lead_card(request: Request, lead_id: LeadId, viewer: Reader, part: str | None = None) -> Response:
     context = card_context(request, viewer, lead_id)
     if part == "card":
-        return Response(render_fragment(request, viewer, "app/_lead_card.html", **context), media_type="text/html")
+        return html_fragment(request, viewer, "app/_lead_card.html", **context)
     return render_page(request, viewer, "app/lead.html", **context)
 
 
@@ -156,7 +157,7 @@ def _back(request: Request, lead_id: int) -> str:
 async def contact(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     form = await request.form()
     kind, outcome = form_value(form, "kind"), form_value(form, "outcome")
-    app = _app(request)
+    app = app_of(request)
     manager = form_value(form, "manager") or None
     await to_thread.run_sync(lambda: record_contact(app, lead_id, manager, kind, outcome, utcnow(), who=viewer.who))
     labels = Labels(viewer, app.rules)
@@ -167,7 +168,7 @@ async def contact(request: Request, lead_id: LeadId, viewer: Worker) -> Response
 @router.post("/leads/{lead_id}/note")
 async def note(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     text = form_value(await request.form(), "note")
-    await to_thread.run_sync(lambda: add_note(_app(request), lead_id, text, utcnow(), who=viewer.who))
+    await to_thread.run_sync(lambda: add_note(app_of(request), lead_id, text, utcnow(), who=viewer.who))
     return await to_thread.run_sync(card_after, request, viewer, lead_id, viewer.gettext("The note is added."))
 
 
@@ -175,7 +176,7 @@ async def note(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
 async def move(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     form = await request.form()
     status = form_value(form, "status")
-    app = _app(request)
+    app = app_of(request)
     if status and status not in app.rules.open_statuses:
         raise InvalidInput.one("status", "a lead is closed as won or lost with its own form, which asks for the result")
     await to_thread.run_sync(lambda: set_status(app, lead_id, status, utcnow(), who=viewer.who))
@@ -187,7 +188,7 @@ async def move(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
 
 
 def _decimal(form: Any, name: str) -> Decimal | None:
-    text = form_value(form, name).replace(" ", "").replace("\u00a0", "").replace(",", ".")
+    text = plain_number(form_value(form, name))
     if not text:
         return None
     try:
@@ -211,7 +212,7 @@ def _whole(form: Any, name: str) -> int | None:
 @router.post("/leads/{lead_id}/won")
 async def won(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     form = await request.form()
-    app = _app(request)
+    app = app_of(request)
     sale = Sale(_decimal(form, "amount"), _whole(form, "units"), _decimal(form, "margin"))
     status = won_status(app.rules)
     await to_thread.run_sync(lambda: set_status(app, lead_id, status, utcnow(), who=viewer.who, sale=sale))
@@ -221,7 +222,7 @@ async def won(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
 @router.post("/leads/{lead_id}/lost")
 async def lost(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
     reason = form_value(await request.form(), "reason")
-    app = _app(request)
+    app = app_of(request)
     if reason not in app.rules.lost_reasons:
         raise InvalidInput.one("reason", f"pick why the lead was lost: {', '.join(app.rules.lost_reasons)}")
     status = next((s.key for s in app.rules.funnel if s.outcome == "lost"), None)
@@ -239,7 +240,7 @@ def find(request: Request, viewer: Reader, q: str = "") -> Response:
     problem, found = None, []
     if q.strip():
         try:
-            found = search(_app(request), q, who=viewer.who)
+            found = search(app_of(request), q, who=viewer.who)
         except InvalidInput as exc:
             problem = exc.problems[0].reason if exc.problems else str(exc)
     return render_page(request, viewer, "app/search.html", query=q, found=found, problem=problem, fresh=set(),
@@ -247,14 +248,14 @@ def find(request: Request, viewer: Reader, q: str = "") -> Response:
 
 
 def _board_fragment(request: Request, viewer: Viewer) -> str:
-    board = pipeline(_app(request), utcnow(), who=viewer.who)
+    board = pipeline(app_of(request), utcnow(), who=viewer.who)
     return render_fragment(request, viewer, "app/_board.html", board=board)
 
 
 @router.get("/pipeline")
 def board(request: Request, viewer: Worker) -> Response:
     return render_page(request, viewer, "app/pipeline.html", section="pipeline",
-                       board=pipeline(_app(request), utcnow(), who=viewer.who))  # fmt: skip
+                       board=pipeline(app_of(request), utcnow(), who=viewer.who))  # fmt: skip
 
 
 # -- The page's language, and the live signal ---------------------------------------------------------------------
@@ -264,7 +265,7 @@ def board(request: Request, viewer: Worker) -> Response:
 async def language(request: Request, viewer: Someone) -> Response:
     form = await request.form()
     chosen = form_value(form, "language") or None
-    app = _app(request)
+    app = app_of(request)
     user_id = viewer.who.id or 0
     await app.transaction_async(lambda conn: accounts.set_language(conn, user_id, chosen, LANGUAGES))
     request.app.state.auth.forget()
