@@ -48,4 +48,4 @@ def assemble(engine: Engine, rules: RulesFile, settings: Settings, *, serving: b
         opening = None if engine.dialect.name == "sqlite" else partial(lock_teams, team_keys=teams)
         writer = GroupWriter(engine, opening=opening).start()
     return Leadflow(engine=engine, rules=rules, notify=settings.notify, base_url=settings.public_url,
-                    predict=predictor(engine), writer=writer)  # fmt: skip
+                    predict=predictor(engine), writer=writer, channels=settings.channels)  # fmt: skip

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from leadflow.channels.config import NotifyConfig
+from leadflow.channels.inbound.config import ChannelsConfig
 from leadflow.services.accounts import SessionTimes, Throttle
 
 EXAMPLE_RULES = Path(__file__).parent / "examples" / "rules.yaml"
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description="LEADFLOW_NOTIFY__SMTP_HOST and so on.")
+    channels: ChannelsConfig = Field(
+        default_factory=ChannelsConfig, description="LEADFLOW_CHANNELS__TELEGRAM_BOT_TOKEN and so on."
+    )
     worker_poll_seconds: float = Field(0.25, gt=0, le=5, description="Longest sleep of the worker between looks.")
     access_log: bool = Field(
         False, description="Log every HTTP request (the reverse proxy in front usually does; costs ~0.15 ms each)."

@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from leadflow.channels.inbound.ports import Poller
+from leadflow.channels.inbound.registry import ReplySender, pollers_from_config, repliers_from_config
 from leadflow.channels.redact import hide_in_logs, secrets_of
 from leadflow.channels.senders import Sender, senders_from_config
 from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.conversations import poller_services
 from leadflow.services.delivery import deliver_due
 from leadflow.services.health import NotificationReach, check_notifications
 from leadflow.services.sla import escalate_due, next_due_at
@@ -34,10 +37,16 @@ class Worker:
     ) -> None:
         self.app = app
         # Before the first send: the HTTP client logs the URLs it posts to, and the Telegram token is in one.
-        hide_in_logs(secrets_of(app.notify, [t.slack_webhook_url for t in app.rules.teams if t.slack_webhook_url]))
+        slack = [t.slack_webhook_url for t in app.rules.teams if t.slack_webhook_url]
+        hide_in_logs(secrets_of(app.notify, slack) | app.channels.secrets())
         self.poll_seconds = poll_seconds
         self.batch = batch
-        self.senders = senders if senders is not None else senders_from_config(app.notify)
+        if senders is None:
+            senders = {**senders_from_config(app.notify),
+                       "reply": ReplySender(repliers_from_config(app.channels, app.notify))}  # fmt: skip
+        self.senders = senders
+        # Channels asked rather than calling (Telegram's getUpdates, an IMAP mailbox): a loop each.
+        self.pollers: list[Poller] = pollers_from_config(app.channels, poller_services(app, clock))
         self.clock = clock
         self.stop = threading.Event()
         self.escalated = 0
@@ -105,7 +114,9 @@ class Worker:
         threads = [
             threading.Thread(target=self.run_escalations, name="leadflow-escalations", daemon=True),
             threading.Thread(target=self.run_deliveries, name="leadflow-deliveries", daemon=True),
-        ]
+            *(threading.Thread(target=p.run, args=(self.stop,), name=f"leadflow-{p.name}", daemon=True)
+              for p in self.pollers),
+        ]  # fmt: skip
         for t in threads:
             t.start()
         return threads

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from leadflow import __version__
-from leadflow.api import accounts, assign, clients, desk, docs, health, intake, leads, people, sla
+from leadflow.api import accounts, assign, channels, clients, desk, docs, health, intake, leads, people, sla, webhooks
 from leadflow.api.auth import Authenticator, public
 from leadflow.api.cors import Cors
 from leadflow.api.errors import ALWAYS, BodyLimit, CatchAll, install_error_handlers
@@ -43,6 +43,9 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(health.router)
     api.include_router(accounts.router)
     api.include_router(clients.router)
+    api.include_router(channels.router)
+    for hook in webhooks.ROUTERS:
+        api.include_router(hook)
     api.include_router(login.router)
     api.include_router(work.router)
     api.include_router(rules_pages.router)

@@ -62,8 +62,8 @@ class DeliveryError(Exception):
 
 @runtime_checkable
 class Sender(Protocol):
-    def send(self, message: OutboxMessage) -> None:
-        """Deliver the message or raise DeliveryError."""
+    def send(self, message: OutboxMessage) -> str | None:
+        """Deliver the message or raise DeliveryError; returns the receiving service's id for it, if it gives one."""
         ...
 
 

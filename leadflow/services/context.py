@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.config import NotifyConfig
+from leadflow.channels.inbound.config import ChannelsConfig
 from leadflow.core.lead import CleanLead
 from leadflow.core.rules import RulesFile
 from leadflow.store.tables import teams
@@ -30,6 +31,8 @@ class Leadflow:
     predict: Callable[[CleanLead], tuple[float, list[dict[str, Any]]] | None] | None = None
     # The group writer, when this process serves intake (see store/writer.py); None: a transaction each.
     writer: GroupWriter | None = None
+    # The inbound channels' credentials: replies to clients go out with them.
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     # Team ids by key, as the database numbered them (a team keeps its id while it exists).
     _team_ids: dict[str, int] = field(default_factory=dict, repr=False)
 

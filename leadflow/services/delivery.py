@@ -29,6 +29,7 @@ from leadflow.channels.senders import DeliveryError, Sender
 from leadflow.core.messages import MessageTemplateError, RenderedMessage, normalize_language, render
 from leadflow.store import outbox
 from leadflow.store.db import READ_ONLY
+from leadflow.store.messages import mark_reply_dead, mark_reply_sent
 from leadflow.store.outbox import CHANNELS, OutboxMessage, any_due, claim_due, enqueue, mark_failed, mark_sent
 
 __all__ = [
@@ -133,7 +134,7 @@ def _deliver_one(
         error, retryable = missing_sender_error(message.channel), False
     else:
         try:
-            sender.send(message)
+            external_id = sender.send(message)
         except DeliveryError as exc:
             error, retryable, retry_after = exc.message, exc.retryable, exc.retry_after
         except Exception as exc:
@@ -143,13 +144,18 @@ def _deliver_one(
                       redact(traceback.format_exc().rstrip(), _secrets(config, message)))  # fmt: skip
             error, retryable = f"unexpected error in the {message.channel} sender: {type(exc).__name__}: {exc}", True
         else:
+            at = clock() if clock else now
             with engine.begin() as conn:
-                mark_sent(conn, message.id, clock() if clock else now)
+                mark_sent(conn, message.id, at)
+                if message.channel == "reply":  # the conversation keeps the service's id of the reply
+                    mark_reply_sent(conn, int(message.payload["message_id"]), external_id, at)
             return "sent"
     error = redact(error, _secrets(config, message))  # operators read it through the API
     at = clock() if clock else now
     with engine.begin() as conn:
         status = mark_failed(conn, message.id, at, error, retryable, config, retry_after=retry_after)
+        if status == "dead" and message.channel == "reply":
+            mark_reply_dead(conn, int(message.payload["message_id"]), error, at)
     if status == "dead":
         shown = shown_recipient(message.channel, message.recipient)
         log.error("outbox message %s (%s to %s) is dead: %s", message.id, message.channel, shown, error)

@@ -155,57 +155,66 @@ def record_contact(
     if outcome not in OUTCOMES[kind]:
         raise InvalidInput.one("outcome", f"a {kind} can end as {', '.join(OUTCOMES[kind])}, not '{outcome}'")
     with app.engine.begin() as conn:
-        peek = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
-        if peek is None:
-            raise NotFound(f"lead {lead_id} does not exist")
-        if manager_key is None and who.manager_id is None:
-            raise InvalidInput.one("manager", "name the manager who made the contact")
-        named = managers.c.key == manager_key if manager_key is not None else managers.c.id == who.manager_id
-        by = conn.execute(select(managers).where(named)).mappings().first()
-        guard_contact(conn, who, lead_id, by["id"] if by is not None else None)
-        if by is None:
-            raise InvalidInput.one("manager", f"manager '{manager_key}' does not exist")
-        # One client's leads are changed by one contact at a time (PostgreSQL), so two calls never both miss.
-        lock_client(conn, identity_keys(peek["phone"], peek["email"], peek["channel"], peek["messenger_id"]))
-        stops = (kind, outcome) in STOPS_CLOCK
-        waiting = conn.execute(_client_leads(app, peek)).scalars().all() if stops else []
-        lead, siblings = lock_leads(conn, lead_id, waiting)
-        owner = conn.execute(select(managers).where(managers.c.id == lead["manager_id"])).mappings().first()
-        late = by["id"] != lead["manager_id"]
-        if late and conn.execute(_HELD, {"lead": lead_id, "manager": by["id"]}).first() is None:
-            now_with = f"it is with {owner['name']}" if owner else "it has no manager now"
-            raise Conflict(f"{by['name']} has never owned lead {lead_id}: {now_with}")
-        conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": by["id"], "kind": kind,
-                                           "outcome": outcome, "note": note, "at": now})  # fmt: skip
-        first = stops and lead["first_contact_at"] is None
-        values: dict[str, Any] = {"updated_at": now}
-        result: dict[str, Any] = {"id": lead_id, "first_contact": first, "sla_state": lead["sla_state"]}
-        if first:
-            values.update(_first_contact_values(app, lead, now))
-            if values.get("sla_state") == "met":
-                stop_clock(conn, lead_id)
-            waited = now - lead["created_at"]
-            record_result(conn, by["id"], first_contact=True, fast=waited <= BANDS[0][0])
-            result.update(sla_state=values.get("sla_state", lead["sla_state"]), response_band=values["response_band"],
-                          response_seconds=values["response_seconds"])  # fmt: skip
-        conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
-        reason = None
-        if late:
-            stays = f"the lead stays with {owner['name']}" if owner else "the lead has no owner now"
-            reason = f"{by['name']} reached the client after the lead had moved on; {stays}"
-        event_type = "lead.contacted" if first else "lead.contact_attempt"
-        event = new_event(lead_id, event_type, now, who, manager=by["key"], kind=kind, outcome=outcome, note=note,
-                          owner=owner["key"] if owner else None, reason=reason)  # fmt: skip
-        event_id = add_event(conn, event)
-        if late and stops and owner is not None:
-            context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": by["name"],
-                                                                              "reason": reason}  # fmt: skip
-            owner_state = load_manager(conn, owner["id"], app.rules.default_timezone)
-            notify(conn, app, "lead.contacted_by_other", event_id, owner_state, context, now)
-        result["status"] = values.get("status", lead["status"])
-        result["late"] = late
-        result["covered"] = _cover_client(conn, app, lead, siblings, by, kind, outcome, now, who)
-        return result
+        return record_contact_in(conn, app, lead_id, manager_key, kind, outcome, now, note, who=who)
+
+
+def record_contact_in(
+    conn: Connection, app: Leadflow, lead_id: int, manager_key: str | None, kind: str, outcome: str, now: datetime,
+    note: str | None = None, *, who: Principal,
+) -> dict[str, Any]:  # fmt: skip
+    """record_contact() inside the caller's transaction (a reply sent to the client is a contact, written with
+    the message)."""
+    peek = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
+    if peek is None:
+        raise NotFound(f"lead {lead_id} does not exist")
+    if manager_key is None and who.manager_id is None:
+        raise InvalidInput.one("manager", "name the manager who made the contact")
+    named = managers.c.key == manager_key if manager_key is not None else managers.c.id == who.manager_id
+    by = conn.execute(select(managers).where(named)).mappings().first()
+    guard_contact(conn, who, lead_id, by["id"] if by is not None else None)
+    if by is None:
+        raise InvalidInput.one("manager", f"manager '{manager_key}' does not exist")
+    # One client's leads are changed by one contact at a time (PostgreSQL), so two calls never both miss.
+    lock_client(conn, identity_keys(peek["phone"], peek["email"], peek["channel"], peek["messenger_id"]))
+    stops = (kind, outcome) in STOPS_CLOCK
+    waiting = conn.execute(_client_leads(app, peek)).scalars().all() if stops else []
+    lead, siblings = lock_leads(conn, lead_id, waiting)
+    owner = conn.execute(select(managers).where(managers.c.id == lead["manager_id"])).mappings().first()
+    late = by["id"] != lead["manager_id"]
+    if late and conn.execute(_HELD, {"lead": lead_id, "manager": by["id"]}).first() is None:
+        now_with = f"it is with {owner['name']}" if owner else "it has no manager now"
+        raise Conflict(f"{by['name']} has never owned lead {lead_id}: {now_with}")
+    conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": by["id"], "kind": kind,
+                                       "outcome": outcome, "note": note, "at": now})  # fmt: skip
+    first = stops and lead["first_contact_at"] is None
+    values: dict[str, Any] = {"updated_at": now}
+    result: dict[str, Any] = {"id": lead_id, "first_contact": first, "sla_state": lead["sla_state"]}
+    if first:
+        values.update(_first_contact_values(app, lead, now))
+        if values.get("sla_state") == "met":
+            stop_clock(conn, lead_id)
+        waited = now - lead["created_at"]
+        record_result(conn, by["id"], first_contact=True, fast=waited <= BANDS[0][0])
+        result.update(sla_state=values.get("sla_state", lead["sla_state"]), response_band=values["response_band"],
+                      response_seconds=values["response_seconds"])  # fmt: skip
+    conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
+    reason = None
+    if late:
+        stays = f"the lead stays with {owner['name']}" if owner else "the lead has no owner now"
+        reason = f"{by['name']} reached the client after the lead had moved on; {stays}"
+    event_type = "lead.contacted" if first else "lead.contact_attempt"
+    event = new_event(lead_id, event_type, now, who, manager=by["key"], kind=kind, outcome=outcome, note=note,
+                      owner=owner["key"] if owner else None, reason=reason)  # fmt: skip
+    event_id = add_event(conn, event)
+    if late and stops and owner is not None:
+        context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": by["name"],
+                                                                          "reason": reason}  # fmt: skip
+        owner_state = load_manager(conn, owner["id"], app.rules.default_timezone)
+        notify(conn, app, "lead.contacted_by_other", event_id, owner_state, context, now)
+    result["status"] = values.get("status", lead["status"])
+    result["late"] = late
+    result["covered"] = _cover_client(conn, app, lead, siblings, by, kind, outcome, now, who)
+    return result
 
 
 _HELD = (

@@ -41,7 +41,7 @@ __all__ = [
     "shown",
 ]
 
-CHANNELS = ("telegram", "slack", "webhook", "email", "log")
+CHANNELS = ("telegram", "slack", "webhook", "email", "log", "reply")  # reply: to a client, through their channel
 STATUSES = ("pending", "sent", "dead")
 MAX_SUBJECT = 300  # column sizes, checked here so PostgreSQL and SQLite (which ignores them) behave alike
 MAX_RECIPIENT = 500

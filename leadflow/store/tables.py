@@ -475,3 +475,70 @@ instance = Table(
     Column("name", String(40), primary_key=True),
     Column("value", String(200), nullable=False),
 )
+
+# A lead's conversation: what the client wrote through a channel, and what managers answered through it.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False),
+    Column("channel", String(40), nullable=False),  # telegram, whatsapp, viber, email, call, ...
+    Column("direction", String(3), nullable=False),  # in, out
+    Column("address", String(254)),  # the client's address in the channel: a chat or user id, an e-mail address
+    Column("external_id", String(200)),  # the service's id of the message (of an outgoing one, once it is sent)
+    Column("thread", String(300)),  # the service's conversation id, where it has one (an e-mail's Message-ID)
+    Column("kind", String(30), nullable=False),  # message, contact, form, call_missed, call_answered, reply
+    Column("subject", String(300)),
+    Column("body", Text),
+    Column("meta", JSON, nullable=False),
+    # in: received; out: queued, sent, delivered, read, failed
+    Column("status", String(20), nullable=False),
+    Column("error", Text),
+    Column("manager_id", ForeignKey("managers.id")),  # who answered (out)
+    Column("actor", String(60)),
+    Column("outbox_id", ForeignKey("outbox.id")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_messages_lead_id_created_at", "lead_id", "created_at"),
+    Index("ix_messages_channel_external_id", "channel", "external_id"),
+    Index("ix_messages_channel_address_created_at", "channel", "address", "created_at"),
+)
+
+# Everything a channel delivered, as it came, with what it became: a repeat of the same id creates nothing.
+channel_events = Table(
+    "channel_events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("channel", String(40), nullable=False),
+    Column("external_id", String(200)),  # the service's id of the message or event
+    # new_lead, joined (the client's open lead), status (of a message sent), unreadable
+    Column("outcome", String(20), nullable=False),
+    Column("reason", Text),
+    Column("lead_id", ForeignKey("leads.id"), index=True),
+    Column("message_id", ForeignKey("messages.id")),
+    Column("payload", JSON, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("channel", "external_id"),
+    Index("ix_channel_events_channel_received_at", "channel", "received_at"),
+)
+
+# Calls refused before they were read (a missing or wrong signature): counted, for the admins, nothing else kept.
+channel_refusals = Table(
+    "channel_refusals",
+    metadata,
+    Column("channel", String(40), primary_key=True),
+    Column("reason", String(100), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+)
+
+# What a channel's adapter keeps between runs (Telegram's update offset, a mailbox's last UID) and its last error.
+channel_state = Table(
+    "channel_state",
+    metadata,
+    Column("channel", String(40), primary_key=True),
+    Column("key", String(60), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
