@@ -554,6 +554,9 @@ def _register_account_commands() -> None:
 
     app.add_typer(users_app, name="users")
     app.add_typer(keys_app, name="api-keys")
+    from leadflow.cli_channels import channels_app
+
+    app.add_typer(channels_app, name="channels")
 
 
 _register_account_commands()

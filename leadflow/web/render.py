@@ -39,6 +39,11 @@ EVENT_LABELS = {
     "lead.contacted": N_("First contact"), "lead.contact_attempt": N_("Contact attempt"),
     "lead.status_changed": N_("Status changed"), "lead.restored": N_("Restored"), "lead.note": N_("Note"),
     "lead.converted": N_("Converted"), "lead.erased": N_("Personal data erased"),
+    "message.received": N_("The client wrote"), "message.sent": N_("Reply sent"),
+}  # fmt: skip
+MESSAGE_STATES = {
+    "received": N_("received"), "queued": N_("sending"), "sent": N_("sent"), "delivered": N_("delivered"),
+    "read": N_("read"), "failed": N_("not delivered"),
 }  # fmt: skip
 OUTCOME_LABELS = {
     "connected": N_("Connected"), "no_answer": N_("No answer"), "busy": N_("Busy"),
@@ -50,6 +55,8 @@ TEMPERATURE_LABELS = {"cold": N_("cold"), "warm": N_("warm"), "hot": N_("hot"), 
 CHANNEL_LABELS = {
     "web": N_("website"), "form": N_("site form"), "webhook": N_("webhook"), "api": N_("API"), "csv": N_("file"), "email": N_("e-mail"),
     "telegram": "Telegram", "viber": "Viber", "whatsapp": "WhatsApp", "call": N_("call"), "chat": N_("chat"),
+    "facebook_leads": N_("Facebook lead form"), "instagram_leads": N_("Instagram lead form"),
+    "messenger": "Messenger", "instagram": "Instagram",
 }  # fmt: skip
 
 
@@ -85,6 +92,9 @@ class Labels:
 
     def temperature(self, key: str | None) -> str:
         return self._(TEMPERATURE_LABELS[key]) if key in TEMPERATURE_LABELS else (key or "")
+
+    def message_state(self, key: str | None) -> str:
+        return self._(MESSAGE_STATES[key]) if key in MESSAGE_STATES else (key or "")
 
     def channel(self, key: str | None) -> str:
         label = CHANNEL_LABELS.get(key or "")

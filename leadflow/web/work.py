@@ -19,6 +19,7 @@ from leadflow.core.policy import Action, LeadAccess
 from leadflow.services import accounts
 from leadflow.services.access import lead_access
 from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.conversations import send_reply, thread_of
 from leadflow.services.conversion import won_status
 from leadflow.services.leads import Sale, get_lead, set_status
 from leadflow.services.sla import record_contact
@@ -118,6 +119,7 @@ def card_context(request: Request, viewer: Viewer, lead_id: int, done: str | Non
     context: dict[str, Any] = {
         "lead": lead, "can_work": can_work and lead["merged_into_id"] is None, "done": done,
         "others": client_leads(app, lead, who=viewer.who), "timeline": timeline(lead, labels, viewer),
+        "thread": thread_of(app, lead_id, who=viewer.who),
     }  # fmt: skip
     context["panels"] = [p.template for p in CARD_PANELS if p.shows(viewer, lead, access)]
     for p in CARD_PANELS:
@@ -162,6 +164,17 @@ async def contact(request: Request, lead_id: LeadId, viewer: Worker) -> Response
     await to_thread.run_sync(lambda: record_contact(app, lead_id, manager, kind, outcome, utcnow(), who=viewer.who))
     labels = Labels(viewer, app.rules)
     done = viewer.gettext("Recorded: %(what)s") % {"what": f"{labels.kind(kind)} — {labels.outcome(outcome)}"}
+    return await to_thread.run_sync(card_after, request, viewer, lead_id, done)
+
+
+@router.post("/leads/{lead_id}/reply")
+async def reply(request: Request, lead_id: LeadId, viewer: Worker) -> Response:
+    text = form_value(await request.form(), "text")
+    app = app_of(request)
+    sent = await to_thread.run_sync(lambda: send_reply(app, lead_id, text, utcnow(), who=viewer.who))
+    done = viewer.gettext("The reply is on its way through %(channel)s.") % {
+        "channel": Labels(viewer, app.rules).channel(sent["channel"])
+    }
     return await to_thread.run_sync(card_after, request, viewer, lead_id, done)
 
 

@@ -14,8 +14,12 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from leadflow.channels.inbound.config import ChannelsConfig
+from leadflow.core.conversation import InboundMessage
 from leadflow.core.policy import SYSTEM
+from leadflow.services import accounts
 from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.conversations import take_inbound
 from leadflow.services.sla import escalate_due, record_contact
 from leadflow.web import i18n
 from tests.browser.conftest import screenshot, sign_in
@@ -82,6 +86,16 @@ def desk(make_app: Callable[[str], Leadflow], tmp_path: Path) -> Iterator[Desk]:
         # Today's first contacts, for the board's bands (round robin gave the first lead to Anna, the next to Bohdan).
         for lead, manager in ((lead_id, "anna"), (lead_id + 1, "bohdan")):
             record_contact(app, lead, manager, "call", "connected", utcnow() + timedelta(minutes=4), who=SYSTEM)
+        # The client also wrote through Telegram, and Anna answered there: the card shows the conversation.
+        app.channels = ChannelsConfig(telegram_bot_token="1:token", telegram_webhook_secret="secret-token")  # type: ignore[arg-type]
+        take_inbound(app, [InboundMessage("telegram", "7:1", "7", "А можна без довідки про доходи?", name="Іван",
+                                          lead={"phone": "067 123 45 67"})], utcnow())  # fmt: skip
+        with app.engine.begin() as conn:
+            anna = accounts.sign_in(conn, accounts.key_secret(conn), "anna", passwords["anna"], utcnow(), address=None,
+                                    user_agent=None, throttle=accounts.Throttle(), times=accounts.SessionTimes())  # fmt: skip
+        answer = httpx.post(f"{url}/api/v1/leads/{lead_id}/messages", headers=bearer(anna.token), timeout=30,
+                            json={"text": "Так, можна: достатньо паспорта і коду."})  # fmt: skip
+        assert answer.status_code == 202, answer.text
         escalate_due(app, utcnow() + timedelta(minutes=11))  # the feed and breaches have something to show
         yield Desk(url, passwords, lead_id, desk_lead_id)
 
@@ -172,7 +186,10 @@ def test_screenshots_of_the_main_pages(desk: Desk, new_context: Any, phone: bool
         if name is None:
             return
         taken.append(screenshot(page, f"{name}-{'phone' if phone else 'desktop'}"))
+        if name == "lead-card":  # and the conversation with the client, further down the card
+            page.locator("#thread-h").scroll_into_view_if_needed()
+            taken.append(screenshot(page, f"lead-conversation-{'phone' if phone else 'desktop'}"))
 
     _walk(page, desk, visit)
-    assert len(taken) == len(SHOTS) + 1
+    assert len(taken) == len(SHOTS) + 2
     assert all(path.stat().st_size > 10_000 for path in taken)

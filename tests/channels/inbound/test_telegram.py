@@ -4,9 +4,13 @@ the chat's first-contact clock, and a missed chat deadline escalating."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -265,3 +269,35 @@ def test_the_pacer_keeps_a_second_between_messages_to_one_chat_and_thirty_a_seco
     many = Pacer()
     slots = [many.reserve(str(chat), 0.0) for chat in range(61)]
     assert slots[-1] == pytest.approx(2.0)  # 60 chats later: two seconds at thirty a second
+
+
+def test_the_command_line_sets_the_webhook_and_shows_each_channels_state(
+    app: Leadflow, bot: BotApiStandIn, database_url: str, tmp_path: Any
+) -> None:
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        post(client, update(1, 5551, 10, "hi"))
+        post(client, update(2, 5551, 11, "hi"), secret="forged")
+    env = {**os.environ, "LEADFLOW_DATABASE_URL": database_url, "LEADFLOW_CHANNELS__TELEGRAM_BOT_TOKEN": TOKEN,
+           "LEADFLOW_CHANNELS__TELEGRAM_WEBHOOK_SECRET": SECRET, "LEADFLOW_CHANNELS__TELEGRAM_API_BASE": bot.url,
+           "LEADFLOW_RULES": str(_rules_file(tmp_path)), "COLUMNS": "200"}  # fmt: skip
+    leadflow = str(Path(sys.executable).parent / "leadflow")
+    hook = "https://leads.example.test/api/v1/channels/telegram/webhook"
+    done = subprocess.run([leadflow, "channels", "telegram", "set-webhook", hook], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert bot.webhook == hook and bot.calls[-1][1]["secret_token"] == SECRET
+    plain = subprocess.run([leadflow, "channels", "telegram", "set-webhook", "http://leads.example.test/x"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert plain.returncode == 1 and "HTTPS" in plain.stderr
+    shown = subprocess.run([leadflow, "channels", "status"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if " telegram " in line)
+    assert "yes" in row and "new_lead 1" in row and "wrong secret token: 1" in row
+    assert TOKEN not in shown.stdout and SECRET not in shown.stdout
+
+
+def _rules_file(tmp_path: Any) -> Path:
+    path = Path(tmp_path) / "rules.yaml"
+    path.write_text(RULES)
+    return path
