@@ -29,7 +29,19 @@ from leadflow.core.errors import Conflict
 from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import identity_keys, lock_client
 from leadflow.store.outbox import ERASED_CANCEL
-from leadflow.store.tables import activities, assignments, companies, contacts, deals, events, leads, outbox, tasks
+from leadflow.store.tables import (
+    activities,
+    assignments,
+    channel_events,
+    companies,
+    contacts,
+    deals,
+    events,
+    leads,
+    outbox,
+    tasks,
+)
+from leadflow.store.tables import messages as conversation
 from leadflow.store.tables import timers as timers_table
 
 __all__ = [
@@ -188,6 +200,12 @@ def erase_client(conn: Connection, client: Client, now: datetime, actor: Actor) 
         "events": _rewrite(conn, events, _rows(conn, events, events.c.lead_id.in_(lead_ids)),
                            lambda r: _erased_event(r, terms)),
         "timers": conn.execute(delete(timers_table).where(timers_table.c.lead_id.in_(lead_ids))).rowcount,
+        # What the client wrote through the channels and what was answered; the services' raw payloads go whole.
+        "conversation": _rewrite(conn, conversation, _rows(conn, conversation, conversation.c.lead_id.in_(lead_ids)),
+                                 lambda r: _erased_chat(r, terms)),
+        "channel_events": _rewrite(conn, channel_events,
+                                   _rows(conn, channel_events, channel_events.c.lead_id.in_(lead_ids)),
+                                   lambda r: {"payload": {}, "reason": _redacted(r["reason"], terms)}),
     }  # fmt: skip
     messages = _rows(conn, outbox, _about(lead_ids), lock=True)
     done["messages"] = _rewrite(conn, outbox, messages, lambda r: _erased_message(r, terms))
@@ -257,6 +275,17 @@ def _erased_event(row: RowMapping, terms: _Terms) -> dict[str, Any]:
     # theirs, the address of the staff or the integration that made the change.
     if row["type"] == "lead.received" and row.get("address") is not None:
         values["address"] = None
+    return values
+
+
+def _erased_chat(row: RowMapping, terms: _Terms) -> dict[str, Any]:
+    """A message of the conversation: its text, subject and the client's address in the channel go; when and how
+    it went stay (the response times and counts do not change)."""
+    values: dict[str, Any] = {"body": ERASED, "subject": _blank(row["subject"]), "address": None,
+                              "meta": _scrub(row["meta"], terms), "error": _redacted(row["error"], terms)}  # fmt: skip
+    for key in ("thread", "external_id"):  # an e-mail's Message-ID may quote the client's address
+        if row[key] is not None and terms.redact(row[key]) != row[key]:
+            values[key] = None
     return values
 
 
@@ -466,7 +495,8 @@ def export_client(conn: Connection, client: Client) -> dict[str, Any]:
 
 
 _LEAD_CHILDREN: dict[str, Table] = {"events": events, "assignments": assignments, "activities": activities,
-                                    "tasks": tasks, "timers": timers_table}  # fmt: skip
+                                    "tasks": tasks, "timers": timers_table, "conversation": conversation,
+                                    "channel_events": channel_events}  # fmt: skip
 
 
 def _by_lead(table: Table, rows: Iterable[RowMapping]) -> dict[Any, list[dict[str, Any]]]:

@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, String, Text, cast, func, select
 
+from leadflow.channels.inbound.config import ChannelsConfig
+from leadflow.core.conversation import InboundMessage
 from leadflow.core.errors import Conflict
 from leadflow.core.lead import LeadIn
 from leadflow.core.policy import SYSTEM, Principal
 from leadflow.services.context import Leadflow
+from leadflow.services.conversations import send_reply, take_inbound
 from leadflow.services.conversion import DealIn, convert
 from leadflow.services.desk import deal_at_desk
 from leadflow.services.intake import receive, take_lead
@@ -109,6 +112,17 @@ def people(lf: Leadflow) -> dict[str, int]:
                    note=f"{IVAN['name']} погодився, пише на {IVAN['email']}", who=SYSTEM)  # fmt: skip
     # Days later, by e-mail only: a lead of its own, linked to the contact the desk made.
     later = take_lead(lf, LeadIn(name=IVAN["latin"], email=IVAN["email"].upper()), T0 + timedelta(days=3))
+    # Then through Telegram, where he gives his phone and address, and is answered there.
+    lf.channels = ChannelsConfig(telegram_bot_token="1:bot-token", telegram_webhook_secret="hook-secret")  # type: ignore[arg-type]
+    chat = take_inbound(lf, [InboundMessage(
+        "telegram", "9001:5", "9001", f"Це {IVAN['name']}, {IVAN['phone_again']}, {IVAN['address']}",
+        name=IVAN["name"], lead={"phone": IVAN["phone_posted"]}, raw={"message": {"text": IVAN["message"]}},
+    )], T0 + timedelta(days=3, minutes=1))  # fmt: skip
+    assert chat[0].lead_id == first.lead_id  # his open lead with that phone
+    send_reply(lf, first.lead_id, f"{IVAN['name']}, дякуємо, передзвонимо", T0 + timedelta(days=3, minutes=2),
+               who=SYSTEM)  # fmt: skip
+    with lf.engine.begin() as conn:  # the reply went out
+        mark_sent(conn, conn.execute(select(func.max(outbox.c.id))).scalar_one(), T0 + timedelta(days=3, minutes=3))
     with lf.engine.connect() as conn:
         merged = conn.execute(select(leads.c.id).where(leads.c.merged_into_id == first.lead_id)).scalar_one()
     return {"first": first.lead_id, "repeat": merged, "later": later.lead_id, "olena": olena.lead_id}
