@@ -29,6 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	./scripts/ensure-postgres
 	./scripts/ensure-chromium
+	./scripts/ensure-dovecot
 	$(BIN)/ruff check leadflow tests bench
 	$(BIN)/ruff format --check leadflow tests bench
 	$(BIN)/mypy

@@ -12,7 +12,9 @@ from leadflow.cli import DbOption, RulesOption, _Commands, _fail, _settings, con
 
 channels_app = _Commands(help="Inbound channels: status, and the set-up some services need.", no_args_is_help=True)
 telegram_app = _Commands(help="Telegram: where the bot's updates go.", no_args_is_help=True)
+viber_app = _Commands(help="Viber: where the bot's events go.", no_args_is_help=True)
 channels_app.add_typer(telegram_app, name="telegram")
+channels_app.add_typer(viber_app, name="viber")
 
 
 @channels_app.command("status")
@@ -57,3 +59,27 @@ def telegram_set_webhook(
     except (DeliveryError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"Telegram sends the bot's updates to {address}")
+
+
+@viber_app.command("set-webhook")
+def viber_set_webhook(
+    url: Annotated[str | None, typer.Argument(help="leadflow's public HTTPS address (the webhook's path is added) or "
+                                                   "the webhook's full address; default: LEADFLOW_BASE_URL's.")] = None,
+) -> None:  # fmt: skip
+    """Tell Viber to post the bot's events to leadflow. Viber checks the address at once, so leadflow must be
+    serving there."""
+    from leadflow.channels.inbound import viber
+    from leadflow.channels.senders import DeliveryError
+
+    settings = _settings()
+    config = settings.channels
+    if config.viber_auth_token is None:
+        raise _fail("set LEADFLOW_CHANNELS__VIBER_AUTH_TOKEN first")
+    address = viber.webhook_url(url or settings.public_url)
+    if not address.startswith("https://"):
+        raise _fail(f"Viber posts to HTTPS addresses only, not {address}: pass the public address")
+    try:
+        events = viber.set_webhook(config, address)
+    except (DeliveryError, ValueError) as exc:
+        raise _fail(f"Viber's webhook was not set: {getattr(exc, 'message', exc)}") from None
+    console.print(f"Viber posts the bot's messages and {', '.join(events)} to {address}")

@@ -43,7 +43,7 @@ class Worker:
         self.batch = batch
         if senders is None:
             senders = {**senders_from_config(app.notify),
-                       "reply": ReplySender(repliers_from_config(app.channels, app.notify))}  # fmt: skip
+                       "reply": ReplySender(repliers_from_config(app.channels, app.notify), app.channels.secrets())}  # fmt: skip
         self.senders = senders
         # Channels asked rather than calling (Telegram's getUpdates, an IMAP mailbox): a loop each.
         self.pollers: list[Poller] = pollers_from_config(app.channels, poller_services(app, clock))
@@ -101,7 +101,9 @@ class Worker:
     def run_deliveries(self) -> None:
         while not self.stop.is_set():
             try:
-                report = deliver_due(self.app.engine, self.senders, self.app.notify, self.clock())
+                report = deliver_due(
+                    self.app.engine, self.senders, self.app.notify, self.clock(), secrets=self.app.channels.secrets()
+                )
             except Exception:
                 log.exception("delivery round failed; retrying in 1 s")
                 self.stop.wait(1.0)

@@ -259,7 +259,10 @@ class EmailSender:
         return smtplib.SMTP(self._host, self._config.smtp_port, timeout=timeout)
 
     def send(self, message: OutboxMessage) -> None:
-        mail = self._build(message)
+        self.deliver(self._build(message))
+
+    def deliver(self, mail: EmailMessage) -> None:
+        """Send a message built elsewhere (a reply to a client) through this server, with the same error handling."""
         server = f"the SMTP server {self._host}:{self._config.smtp_port}"
         try:
             with self._connect() as smtp:

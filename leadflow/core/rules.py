@@ -103,6 +103,14 @@ class Manager(_Strict):
     tier: int = Field(2, ge=1, le=9, description="1 = the best (senior) managers; for best-to-best routing.")
     role: Literal["manager", "desk"] = Field("manager", description="desk: a quality-desk operator, never routed to.")
     accepts: Condition | None = Field(None, description="Only leads that match, in the language of a rule's when:.")
+    extension: str | None = Field(None, min_length=1, max_length=40, description="Their extension (internal number) "
+                                  "in the phone system: calls answered or made from it are their contacts.")  # fmt: skip
+
+    @field_validator("extension", mode="before")
+    @classmethod
+    def _extension_text(cls, value: Any) -> Any:
+        # `extension: 101` in YAML is a number; the phone system reports it as text.
+        return str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else value
 
     @field_validator("accepts", mode="before")
     @classmethod
@@ -608,6 +616,13 @@ class RulesFile(_Strict):
             problems.append((("funnel",), f"funnel must have the statuses {', '.join(missing)}"))
         unique("teams", [t.key for t in self.teams])
         unique("managers", [m.key for m in self.managers])
+        extensions: dict[str, str] = {}
+        for i, m in enumerate(self.managers):
+            if m.extension is not None and m.extension in extensions:
+                problems.append((("managers", i, "extension"), f"extension {m.extension!r} is given to both "
+                                 f"{extensions[m.extension]} and {m.key}: a call must name one manager"))  # fmt: skip
+            elif m.extension is not None:
+                extensions[m.extension] = m.key
         unique("routing.rules", [r.key for r in self.routing.rules])
         teams = {t.key for t in self.teams}
         managers = {m.key for m in self.managers}

@@ -13,15 +13,16 @@ message comes back and is kept, so the service's later word on it (delivered, re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from leadflow.channels.inbound.calls import CallContact, call_contact
 from leadflow.channels.inbound.ports import PollerServices
 from leadflow.channels.inbound.registry import reply_problem
 from leadflow.channels.redact import redact
@@ -40,11 +41,14 @@ from leadflow.core.policy import Action, Principal
 from leadflow.core.text import scrub_json
 from leadflow.services.access import guard_lead
 from leadflow.services.context import Leadflow
-from leadflow.services.intake import prepare_lead
+from leadflow.services.desk import by_hand, manager_by_key
+from leadflow.services.intake import assign_existing, prepare_lead
 from leadflow.services.sla import record_contact_in
 from leadflow.store.events import add_event, new_event
+from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
 from leadflow.store.outbox import enqueue
-from leadflow.store.tables import channel_events, channel_refusals, channel_state, leads, messages, outbox
+from leadflow.store.tables import channel_events, channel_refusals, channel_state, leads, messages, outbox, timers
+from leadflow.store.team_state import add_load
 
 # WhatsApp lets a business write freely only within 24 hours of the client's last message.
 WHATSAPP_WINDOW = timedelta(hours=24)
@@ -55,7 +59,9 @@ PREVIEW = 200  # characters of a message quoted in its event
 class Taken:
     """What one inbound item became."""
 
-    outcome: str  # new_lead, joined (the client's open lead), repeat (delivered before), status, unreadable
+    # new_lead, joined (the client's open lead), repeat (delivered before), status, unreadable, ignored (a manager's
+    # call to a number with no open lead)
+    outcome: str
     lead_id: int | None = None
     message_id: int | None = None
     reason: str = ""
@@ -128,7 +134,14 @@ def _take_message(conn: Connection, app: Leadflow, item: InboundMessage, now: da
     data = lead_fields(item)
     lead_in, problems, payload = read_lead(data)
     clean = clean_lead(lead_in, app.rules.default_region, problems)
-    open_lead = _open_lead_of(conn, app, item.channel, clean.messenger_id, clean.phone, clean.email)
+    # A reply names the message it answers (an e-mail's In-Reply-To): it joins that message's open lead, even when
+    # the client answers from another address; otherwise the client is found by their address, phone or e-mail.
+    open_lead = _lead_answered(conn, app, item) or _open_lead_of(
+        conn, app, item.channel, clean.messenger_id, clean.phone, clean.email
+    )
+    # Calls: a manager's call to a number with no open lead is no client's request, and makes no lead.
+    if open_lead is None and item.channel == "call" and item.meta.get("direction") == "outgoing":
+        return Taken("ignored", reason="a manager's call to a number with no open lead: nothing to add it to")
     if open_lead is not None:
         lead_id, outcome, reason = open_lead, "joined", "the client's open lead"
     else:
@@ -142,6 +155,9 @@ def _take_message(conn: Connection, app: Leadflow, item: InboundMessage, now: da
     text = (item.text or "")[:PREVIEW]
     add_event(conn, new_event(lead_id, "message.received", now, f"channel:{item.channel}", channel=item.channel,
                               message_id=message_id, kind=item.kind, text=text))  # fmt: skip
+    # Calls: one answered on, or made from, a manager's extension is that manager's contact with the client.
+    if item.channel == "call":
+        reason = f"{reason}; {_call_contact(conn, app, item, lead_id, outcome == 'new_lead', now)}"
     return Taken(outcome, lead_id, message_id, reason)
 
 
@@ -166,6 +182,20 @@ def _open_lead_of(
     return int(found) if found is not None else None
 
 
+def _lead_answered(conn: Connection, app: Leadflow, item: InboundMessage) -> int | None:
+    """The open lead of the message this one answers (a reply leadflow sent, or the client's earlier message), found
+    by that message's id in the channel."""
+    if not item.reply_to:
+        return None
+    found = conn.execute(
+        select(messages.c.lead_id).join(leads, leads.c.id == messages.c.lead_id)
+        .where(messages.c.channel == item.channel, messages.c.external_id == item.reply_to[:200],
+               leads.c.status.in_(sorted(app.rules.open_statuses)), leads.c.merged_into_id.is_(None))
+        .order_by(messages.c.id.desc()).limit(1)
+    ).scalar()  # fmt: skip
+    return int(found) if found is not None else None
+
+
 def _add_message(conn: Connection, lead_id: int, item: InboundMessage, now: datetime) -> int:
     meta, _ = scrub_json(dict(item.meta), cut=True)
     if item.reply_to:
@@ -173,13 +203,51 @@ def _add_message(conn: Connection, lead_id: int, item: InboundMessage, now: date
     if item.at is not None:
         meta["sent_at"] = item.at.isoformat()
     subject = meta.pop("subject", None)
+    direction = "out" if item.meta.get("direction") == "outgoing" else "in"  # a call a manager made
     row = conn.execute(messages.insert().returning(messages.c.id).values(
-        lead_id=lead_id, channel=item.channel, direction="in", address=(item.sender or "")[:254] or None,
+        lead_id=lead_id, channel=item.channel, direction=direction, address=(item.sender or "")[:254] or None,
         external_id=item.event_id[:200], thread=(item.thread or None) and item.thread[:300], kind=item.kind,
         subject=subject[:300] if isinstance(subject, str) else None, body=item.text, meta=meta, status="received",
         created_at=now, updated_at=now,
     ))  # fmt: skip
     return int(row.scalar_one())
+
+
+# -- Calls: the manager's contact a call was ------------------------------------------------------------------------
+
+CALLS = Principal("system", "calls")
+
+
+def _call_contact(conn: Connection, app: Leadflow, item: InboundMessage, lead_id: int, new: bool, now: datetime) -> str:
+    """Record the contact a call was (channels/inbound/calls.py says whose, from the managers' `extension:`), and
+    say what became of it. A call that made a new lead was answered by a manager who has now spoken to the client:
+    the lead is theirs, whoever routing chose, and already contacted."""
+    contact, why = call_contact(item, app.rules.managers)
+    if contact is None:
+        return why
+    try:
+        with conn.begin_nested():
+            if new:
+                _give_to_answerer(conn, app, lead_id, contact, now)
+            record_contact_in(conn, app, lead_id, contact.manager_key, "call", contact.outcome, now, contact.note,
+                              who=CALLS)  # fmt: skip
+    except (Conflict, InvalidInput, NotFound) as refused:
+        return f"kept on the thread, not counted as {contact.manager_key}'s contact: {refused}"
+    return f"{contact.manager_key}'s contact: call, {contact.outcome}"
+
+
+def _give_to_answerer(conn: Connection, app: Leadflow, lead_id: int, contact: CallContact, now: datetime) -> None:
+    row = lock_lead(conn, lead_id)
+    if row["status"] not in app.rules.open_statuses or row["queue"] is not None:
+        return  # junk, or waiting for the quality desk, which decides
+    target = manager_by_key(conn, app, contact.manager_key, "extension")
+    if row["manager_id"] == target.id:
+        return
+    if row["manager_id"] is not None:
+        add_load(conn, row["manager_id"], -1, row["budget"])
+    conn.execute(delete(timers).where(timers.c.lead_id == lead_id))  # the routed owner's clock
+    decision = by_hand(target, lead_row_to_clean(row), now, f"{contact.note}: the client has spoken to {target.name}")
+    assign_existing(conn, app, row, now, kind="manual", decision=decision)
 
 
 def _take_status(conn: Connection, item: DeliveryStatus, now: datetime) -> Taken:
@@ -255,7 +323,53 @@ def poller_services(app: Leadflow, clock: Callable[[], datetime]) -> PollerServi
         load_state=lambda channel, key: read_state(app, channel, key),
         save_state=lambda channel, key, value: save_state(app, channel, key, value, clock()),
         note_error=lambda channel, error: note_error(app, channel, error, clock()),
+        held=lambda channel: held_events(app, channel),
+        release=lambda channel, event_id: release_event(app, channel, event_id),
     )
+
+
+# Events a channel keeps to finish after the service was answered (Lead Ads: a form's id, whose answers are fetched
+# from the Graph API afterwards), as channel_state rows: kept across restarts until released.
+HELD = "held:"
+
+
+def hold_events(app: Leadflow, channel: str, events: Mapping[str, str], now: datetime,
+                taken_in: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    """Keep events to finish later, committed before this returns; the ids newly kept (not kept already, nor taken
+    already as channel events of the channels `taken_in`)."""
+
+    def work(conn: Connection) -> list[str]:
+        fresh = []
+        for event_id, value in events.items():
+            key = f"{HELD}{event_id}"[:60]
+            kept = conn.execute(select(channel_state.c.key).where(channel_state.c.channel == channel,
+                                                                  channel_state.c.key == key)).first()  # fmt: skip
+            taken = taken_in and conn.execute(select(channel_events.c.id).where(
+                channel_events.c.channel.in_(taken_in), channel_events.c.external_id == event_id)).first()  # fmt: skip
+            if kept is None and not taken:
+                conn.execute(channel_state.insert().values(channel=channel, key=key, value=value, updated_at=now))
+                fresh.append(event_id)
+        return fresh
+
+    try:
+        return app.transaction(work)
+    except IntegrityError:  # the same event kept by a concurrent call (PostgreSQL): that one stands
+        return app.transaction(work)
+
+
+def held_events(app: Leadflow, channel: str) -> dict[str, str]:
+    """The events a channel keeps to finish, by id."""
+    with app.engine.connect() as conn:
+        rows = conn.execute(select(channel_state.c.key, channel_state.c.value).where(
+            channel_state.c.channel == channel, channel_state.c.key.startswith(HELD, autoescape=True)))  # fmt: skip
+        return {row.key[len(HELD) :]: row.value for row in rows}
+
+
+def release_event(app: Leadflow, channel: str, event_id: str) -> None:
+    """A kept event is finished: keep it no longer."""
+    with app.engine.begin() as conn:
+        conn.execute(delete(channel_state).where(channel_state.c.channel == channel,
+                                                 channel_state.c.key == f"{HELD}{event_id}"[:60]))  # fmt: skip
 
 
 # -- Replies ------------------------------------------------------------------------------------------------------

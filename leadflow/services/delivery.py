@@ -96,11 +96,13 @@ def deliver_due(
     batch_size: int = DEFAULT_BATCH,
     lease: timedelta | None = None,
     clock: Callable[[], datetime] | None = None,
+    secrets: frozenset[str] = frozenset(),
 ) -> DeliveryReport:
     """Send one batch of due messages and record each outcome; returns the counts.
 
     now decides what is due; outcomes are stamped with clock() when given (the worker passes its wall clock,
-    so sent_at and backoff start when the send ended), otherwise with now.
+    so sent_at and backoff start when the send ended), otherwise with now. `secrets`: more credentials to mask in
+    the errors kept (the inbound channels' tokens, which replies to clients are sent with).
     """
     if engine.dialect.name == "sqlite" and not any_due(engine, now):
         return DeliveryReport()  # look before taking SQLite's one write lock (see escalate_due)
@@ -110,7 +112,7 @@ def deliver_due(
         )
     sent = failed = dead = 0
     for message in batch:
-        outcome = _deliver_one(engine, senders.get(message.channel), config, message, now, clock)
+        outcome = _deliver_one(engine, senders.get(message.channel), config, message, now, clock, secrets)
         if outcome == "sent":
             sent += 1
         elif outcome == "pending":
@@ -127,6 +129,7 @@ def _deliver_one(
     message: OutboxMessage,
     now: datetime,
     clock: Callable[[], datetime] | None,
+    secrets: frozenset[str] = frozenset(),
 ) -> str:
     """Send one claimed message (no transaction open) and record the outcome; returns the new status."""
     retry_after: timedelta | None = None
@@ -141,7 +144,7 @@ def _deliver_one(
             # A bug in a sender must not stop the batch; the message is retried like any transient failure. The
             # traceback is logged as text, masked: an exception may quote the URL it was sent to.
             log.error("sender for %s crashed on outbox message %s\n%s", message.channel, message.id,
-                      redact(traceback.format_exc().rstrip(), _secrets(config, message)))  # fmt: skip
+                      redact(traceback.format_exc().rstrip(), _secrets(config, message) | secrets))  # fmt: skip
             error, retryable = f"unexpected error in the {message.channel} sender: {type(exc).__name__}: {exc}", True
         else:
             at = clock() if clock else now
@@ -150,7 +153,7 @@ def _deliver_one(
                 if message.channel == "reply":  # the conversation keeps the service's id of the reply
                     mark_reply_sent(conn, int(message.payload["message_id"]), external_id, at)
             return "sent"
-    error = redact(error, _secrets(config, message))  # operators read it through the API
+    error = redact(error, _secrets(config, message) | secrets)  # operators read it through the API
     at = clock() if clock else now
     with engine.begin() as conn:
         status = mark_failed(conn, message.id, at, error, retryable, config, retry_after=retry_after)

@@ -181,6 +181,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/leads/{lead_id}/contact"): {"kind": "call", "outcome": "no_answer"},
     ("POST", "/leads/{lead_id}/note"): {"note": "called, no answer"},
+    ("POST", "/leads/{lead_id}/reply"): {"text": "Good afternoon"},
     ("POST", "/leads/{lead_id}/status"): {"status": "qualified"},
     ("POST", "/leads/{lead_id}/won"): {"amount": "100"},
     ("POST", "/leads/{lead_id}/lost"): {"reason": "price"},

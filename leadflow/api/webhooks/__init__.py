@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from leadflow.api.webhooks import telegram
+from leadflow.api.webhooks import calls, meta, telegram, viber
 
 # Each service's module adds its router here.
-ROUTERS: list[APIRouter] = [telegram.router]
+ROUTERS: list[APIRouter] = [telegram.router, viber.router, calls.router, meta.router]

@@ -37,3 +37,6 @@ class PollerServices:
     load_state: Callable[[str, str], str | None]  # (channel, key) -> value
     save_state: Callable[[str, str, str], None]  # (channel, key, value)
     note_error: Callable[[str, str], None]  # (channel, error already masked)
+    # Events a channel kept to finish later (Lead Ads: a form whose answers are still to be fetched from Meta).
+    held: Callable[[str], Mapping[str, str]] | None = None  # channel -> {event id: what was kept}
+    release: Callable[[str, str], None] | None = None  # (channel, event id): finished, kept no longer

@@ -9,8 +9,15 @@ from collections.abc import Callable, Mapping
 from leadflow.channels.config import NotifyConfig
 from leadflow.channels.config import env_name as notify_env
 from leadflow.channels.inbound.config import ChannelsConfig, env_name
+from leadflow.channels.inbound.email import EmailReplier
+from leadflow.channels.inbound.email_imap import imap_poller
+from leadflow.channels.inbound.email_smtp import smtp_listener
+from leadflow.channels.inbound.lead_ads import lead_ads_poller
 from leadflow.channels.inbound.ports import Poller, PollerServices, Replier
 from leadflow.channels.inbound.telegram import TelegramReplier, telegram_poller
+from leadflow.channels.inbound.viber import ViberReplier
+from leadflow.channels.inbound.whatsapp import WhatsAppReplier
+from leadflow.channels.redact import redact
 from leadflow.channels.senders import DeliveryError
 from leadflow.store.outbox import OutboxMessage
 
@@ -37,6 +44,12 @@ def repliers_from_config(channels: ChannelsConfig, notify: NotifyConfig) -> dict
     found: dict[str, Replier] = {}
     if channels.telegram_bot_token is not None:
         found["telegram"] = TelegramReplier(channels)
+    if channels.whatsapp_access_token is not None:
+        found["whatsapp"] = WhatsAppReplier(channels)
+    if notify.email_enabled:  # replies by e-mail go through the notification SMTP server
+        found["email"] = EmailReplier(notify)
+    if channels.viber_auth_token is not None:
+        found["viber"] = ViberReplier(channels)
     return found
 
 
@@ -45,21 +58,33 @@ def pollers_from_config(channels: ChannelsConfig, services: PollerServices) -> l
     found: list[Poller] = []
     if channels.telegram_bot_token is not None and channels.telegram_mode == "polling":
         found.append(telegram_poller(channels, services))
+    if channels.meta_page_access_token is not None:  # Lead Ads: the forms whose answers are still to be fetched
+        found.append(lead_ads_poller(channels, services))
+    if channels.smtp_listen_port is not None:
+        found.append(smtp_listener(channels, services))
+    if channels.imap_host is not None:
+        found.append(imap_poller(channels, services))
     return found
 
 
 class ReplySender:
     """The outbox's sender for replies to clients: each message goes through the service its client wrote from."""
 
-    def __init__(self, repliers: Mapping[str, Replier]) -> None:
+    def __init__(self, repliers: Mapping[str, Replier], secrets: frozenset[str] = frozenset()) -> None:
         self.repliers = dict(repliers)
+        self.secrets = secrets  # the channels' credentials: masked in every error kept or shown
 
     def send(self, message: OutboxMessage) -> str | None:
         channel = str(message.payload.get("channel", ""))
         replier = self.repliers.get(channel)
         if replier is None:
             raise DeliveryError(f"{channel or 'the channel'} is not set up for replies on this worker", retryable=False)
-        return replier.send(str(message.payload.get("address", "")), message.body, message.subject, message.payload)
+        try:
+            return replier.send(str(message.payload.get("address", "")), message.body, message.subject,
+                                message.payload)  # fmt: skip
+        except DeliveryError as failed:
+            failed.message = redact(failed.message, self.secrets)
+            raise
 
     def close(self) -> None:
         for replier in self.repliers.values():
