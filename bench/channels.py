@@ -172,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             url = f"http://127.0.0.1:{server.port}"
             targets = [intake(key), *WEBHOOKS]
             offset = 0
+            step = int(args.rate * max(args.seconds, args.warmup)) + 1000  # distinct clients in every run
             for target in targets:  # warm-up, and leave out what this leadflow does not serve
-                offset += 1_000_000
+                offset += step
                 warm = asyncio.run(drive(url, target, args.rate, args.warmup, offset))
                 if set(warm["statuses"]) - {200, 201}:
                     console.print(f"  {target.name}: answered {warm['statuses']} in the warm-up, left out")
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     targets = [t for t in targets if t is not target]
             for _ in range(args.rounds):
                 for target in targets:
-                    offset += 1_000_000
+                    offset += step
                     figures = asyncio.run(drive(url, target, args.rate, args.seconds, offset))
                     rows.append({"target": target.name, **figures})
                     console.print(f"  {target.name}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "

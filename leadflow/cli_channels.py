@@ -21,7 +21,7 @@ channels_app.add_typer(viber_app, name="viber")
 def status(rules: RulesOption = None, database: DbOption = None) -> None:
     """Each channel: set up or not, its last event, what came in, refused calls and the last error."""
     from leadflow.bootstrap import open_app
-    from leadflow.services.conversations import channels_status
+    from leadflow.services.channel_state import channels_status
 
     rows = channels_status(open_app(_settings(rules, database)))
     table = Table("channel", "set up", "last event", "events", "refused", "last error")

@@ -16,8 +16,8 @@ from leadflow.channels.inbound.ports import Poller
 from leadflow.channels.inbound.registry import ReplySender, pollers_from_config, repliers_from_config
 from leadflow.channels.redact import hide_in_logs, secrets_of
 from leadflow.channels.senders import Sender, senders_from_config
+from leadflow.services.channel_state import poller_services
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import poller_services
 from leadflow.services.delivery import deliver_due
 from leadflow.services.health import NotificationReach, check_notifications
 from leadflow.services.sla import escalate_due, next_due_at

@@ -14,8 +14,10 @@ from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND, REFUSALS
 from leadflow.api.params import LeadflowRoute, LeadId
 from leadflow.core.conversation import REPLY_CHANNELS
 from leadflow.core.policy import Action, Principal
+from leadflow.services.channel_state import channels_status
 from leadflow.services.context import utcnow
-from leadflow.services.conversations import channels_status, send_reply, thread_of
+from leadflow.services.conversations import thread_of
+from leadflow.services.replies import send_reply
 
 router = APIRouter(tags=["conversations"], route_class=LeadflowRoute, responses=REFUSALS)
 

@@ -19,9 +19,10 @@ from leadflow.core.policy import Action, LeadAccess
 from leadflow.services import accounts
 from leadflow.services.access import lead_access
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import send_reply, thread_of
+from leadflow.services.conversations import thread_of
 from leadflow.services.conversion import won_status
 from leadflow.services.leads import Sale, get_lead, set_status
+from leadflow.services.replies import send_reply
 from leadflow.services.sla import record_contact
 from leadflow.services.worklist import add_note, client_leads, my_queue, pipeline, search
 from leadflow.web.i18n import LANGUAGES

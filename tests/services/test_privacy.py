@@ -20,7 +20,7 @@ from leadflow.core.errors import Conflict
 from leadflow.core.lead import LeadIn
 from leadflow.core.policy import SYSTEM, Principal
 from leadflow.services.context import Leadflow
-from leadflow.services.conversations import send_reply, take_inbound
+from leadflow.services.conversations import take_inbound
 from leadflow.services.conversion import DealIn, convert
 from leadflow.services.desk import deal_at_desk
 from leadflow.services.intake import receive, take_lead
@@ -34,6 +34,7 @@ from leadflow.services.privacy import (
     erase_client,
     export_client,
 )
+from leadflow.services.replies import send_reply
 from leadflow.services.sla import escalate_due, record_contact
 from leadflow.store.outbox import mark_sent, retry_dead
 from leadflow.store.tables import companies, contacts, deals, events, leads, outbox, timers

@@ -16,21 +16,23 @@ from fastapi.responses import JSONResponse, Response
 
 from leadflow.api.errors import error_response
 from leadflow.core.conversation import Inbound, Refusal, Unreadable
+from leadflow.services.channel_state import count_refusal
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import count_refusal, take_inbound_async
+from leadflow.services.conversations import take_inbound_async
 
 Check = Callable[[bytes, Mapping[str, str]], None]  # raises Refusal; given the body and the headers (lower case)
 Read = Callable[[bytes], Sequence[Inbound]]
 
 
 async def take_webhook(
-    request: Request, app: Leadflow, channel: str, read: Read, check: Check | None = None
+    request: Request, app: Leadflow, channel: str, read: Read, check: Check | None = None, *, blocking: bool = False
 ) -> Response:
     """The common path of every webhook: check the caller, read the body, take what was read, answer.
 
-    `check` raises Refusal for a call that is not the service's. `read` turns the body into inbound items; it runs
-    on a thread (an adapter may ask its service for more, as Lead Ads do), and an exception there is the adapter
-    not understanding the body: kept as an unreadable event, answered 200.
+    `check` raises Refusal for a call that is not the service's. `read` turns the body into inbound items, on the
+    event loop as intake reads a lead (or on a thread when it is `blocking`: it waits for something, as Lead Ads
+    keeping its forms' ids does); an exception there is the adapter not understanding the body: kept as an
+    unreadable event, answered 200.
     """
     body = await request.body()
     now = utcnow()
@@ -42,7 +44,7 @@ async def take_webhook(
         code = "unauthenticated" if refused.status == 401 else "forbidden"
         return error_response(request, refused.status, code, f"{channel}: {refused.reason}")
     try:
-        items = list(await to_thread.run_sync(read, body))
+        items = list(await to_thread.run_sync(read, body) if blocking else read(body))
     except Exception as exc:  # the adapter's parse failed: keep the body, tell the service it arrived
         items = [Unreadable(channel, f"not understood: {type(exc).__name__}: {exc}"[:500], raw=_raw(body))]
     taken = await take_inbound_async(app, items, now)

@@ -22,8 +22,8 @@ from leadflow.channels.inbound.lead_ads import LeadFetcher
 from leadflow.channels.inbound.meta import check_handshake, check_signature
 from leadflow.core.conversation import Inbound, Refusal
 from leadflow.core.errors import NotFound, Unavailable
+from leadflow.services.channel_state import count_refusal, hold_events, poller_services
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import count_refusal, hold_events, poller_services
 
 log = logging.getLogger("leadflow.api.webhooks.meta")
 
@@ -76,7 +76,7 @@ async def lead_ads_webhook(request: Request, app: AppDep) -> Response:
     secret = _app_secret(app.channels)
     keeper = _FormKeeper(app)
     answer = await take_webhook(request, app, lead_ads.CHANNEL, keeper.read,
-                                check_signature(lead_ads.CHANNEL, secret))  # fmt: skip
+                                check_signature(lead_ads.CHANNEL, secret), blocking=True)  # fmt: skip
     if keeper.failed:  # Meta must send it again: 2xx would lose the leads
         raise Unavailable("the new leads could not be kept; Meta sends them again")
     if keeper.fresh:  # fetched right after the answer; the worker's poller fetches what this misses

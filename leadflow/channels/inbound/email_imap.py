@@ -187,6 +187,8 @@ class ImapPoller:
         while not stop.is_set():
             try:
                 with self.session() as (imap, uidvalidity, has_idle):
+                    if backoff > 1.0 and self.services.clear_error is not None:
+                        self.services.clear_error(CHANNEL)  # signed in again: the error shown is no longer true
                     backoff = 1.0
                     self._follow(imap, uidvalidity, has_idle, stop)
                 continue

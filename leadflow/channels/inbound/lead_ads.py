@@ -29,7 +29,6 @@ from leadflow.channels.inbound.meta import graph_failure, unreachable
 from leadflow.channels.inbound.ports import PollerServices
 from leadflow.channels.senders import DeliveryError
 from leadflow.core.conversation import Inbound, InboundMessage, Unreadable
-from leadflow.core.errors import InvalidInput
 
 log = logging.getLogger("leadflow.channels.lead_ads")
 
@@ -249,6 +248,7 @@ class LeadFetcher:
         self.release = services.release
         self.take = services.take
         self.note_error = services.note_error
+        self.clear_error = services.clear_error
         self.graph = graph or GraphLeads(config)
         self.clock = clock
         self.grace = grace
@@ -275,6 +275,8 @@ class LeadFetcher:
             taken += 1
         if failed:
             self._failed(failed, len(kept) - taken)
+        elif taken and self.clear_error is not None:
+            self.clear_error(CHANNEL)  # the Graph API answers again: the error shown is no longer true
         return taken
 
     def _due(self, leadgen_id: str, held_at: float) -> bool:
@@ -282,12 +284,8 @@ class LeadFetcher:
         return self.clock() >= not_before
 
     def _take(self, notice: LeadgenNotice, answer: Mapping[str, Any]) -> None:
-        message = lead_message(notice, answer)
-        try:
-            self.take([message])
-        except InvalidInput as refused:  # intake will not have it (no way to reach the client): kept, with why
-            self.take([Unreadable(CHANNEL, f"the form's lead was refused: {refused}"[:500], notice.leadgen_id,
-                                  raw=message.raw)])  # fmt: skip
+        # A form intake will not have (no way to reach the client) is kept by the service, with why.
+        self.take([lead_message(notice, answer)])
 
     def _failed(self, failed: Sequence[tuple[str, DeliveryError]], waiting: int) -> None:
         now = self.clock()

@@ -36,7 +36,8 @@ class PollerServices:
     take: Callable[[Sequence[Inbound]], object]  # services.conversations.take_inbound, with app and clock bound
     load_state: Callable[[str, str], str | None]  # (channel, key) -> value
     save_state: Callable[[str, str, str], None]  # (channel, key, value)
-    note_error: Callable[[str, str], None]  # (channel, error already masked)
+    note_error: Callable[[str, str], None]  # (channel, error; masked again when kept)
+    clear_error: Callable[[str], None] | None = None  # (channel): it works again, after an error
     # Events a channel kept to finish later (Lead Ads: a form whose answers are still to be fetched from Meta).
     held: Callable[[str], Mapping[str, str]] | None = None  # channel -> {event id: what was kept}
     release: Callable[[str, str], None] | None = None  # (channel, event id): finished, kept no longer

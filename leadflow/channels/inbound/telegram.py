@@ -256,6 +256,8 @@ class TelegramPoller:
         while not stop.is_set():
             try:
                 self.poll_once()
+                if backoff > 1.0:  # it works again: the error shown is no longer true
+                    self.offsets.recovered()
                 backoff = 1.0
             except DeliveryError as exc:
                 self.offsets.failed(exc.message)
@@ -285,6 +287,10 @@ class OffsetStore:
 
     def failed(self, error: str) -> None:
         self.services.note_error(CHANNEL, error)
+
+    def recovered(self) -> None:
+        if self.services.clear_error is not None:
+            self.services.clear_error(CHANNEL)
 
 
 def telegram_poller(config: ChannelsConfig, services: PollerServices) -> TelegramPoller:

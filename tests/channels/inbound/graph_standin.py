@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -170,8 +171,10 @@ def messages_change(*messages: dict[str, Any], contacts: dict[str, str] | None =
     return {"field": "messages", "value": value}
 
 
-def wa_message(wa_id: str, wamid: str, kind: str = "text", timestamp: int = 1765000000, **part: Any) -> dict[str, Any]:
-    message: dict[str, Any] = {"from": wa_id, "id": wamid, "timestamp": str(timestamp), "type": kind}
+def wa_message(wa_id: str, wamid: str, kind: str = "text", timestamp: int | None = None, **part: Any) -> dict[str, Any]:
+    # Written just now unless a test says when: WhatsApp's 24-hour window counts from when the client wrote.
+    when = int(time.time()) if timestamp is None else timestamp
+    message: dict[str, Any] = {"from": wa_id, "id": wamid, "timestamp": str(when), "type": kind}
     message.update(part)
     return message
 

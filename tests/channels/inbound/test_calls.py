@@ -381,9 +381,11 @@ def test_what_is_not_understood_is_kept_as_unreadable_and_answered_200(app: Lead
     with app.engine.connect() as conn:
         kept = conn.execute(
             select(channel_events.c.reason, channel_events.c.payload)
-            .where(channel_events.c.outcome == "unreadable")
+            .where(channel_events.c.outcome.in_(("unreadable", "ignored")))
             .order_by(channel_events.c.id)
         ).all()
+        outcomes = conn.execute(select(channel_events.c.outcome).order_by(channel_events.c.id)).scalars().all()
+    assert outcomes == ["unreadable", "ignored", "unreadable", "unreadable", "unreadable", "unreadable"]
     reasons = [r.reason for r in kept]
     assert len(reasons) == 6 and reasons[0].startswith("not understood: UnicodeDecodeError")
     assert reasons[1] == "ignored: Binotel's apiCallSettings request is not a finished call"

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from leadflow.channels.inbound.config import ChannelsConfig
 from leadflow.channels.inbound.email_imap import POSITION_KEY, ImapPoller, Position, idle, mailbox_name
 from leadflow.channels.inbound.registry import pollers_from_config
+from leadflow.services.channel_state import poller_services, read_state, save_state
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import poller_services, read_state, save_state
 from leadflow.store.tables import channel_events, leads, messages
 from tests.channels.conftest import free_port
 from tests.channels.inbound.dovecot import PASSWORD, Dovecot, available

@@ -26,8 +26,8 @@ from leadflow.channels.inbound.ports import PollerServices
 from leadflow.channels.inbound.registry import ReplySender, pollers_from_config, repliers_from_config
 from leadflow.core.conversation import Inbound
 from leadflow.core.policy import SYSTEM
+from leadflow.services.channel_state import poller_services, read_state
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import poller_services, read_state
 from leadflow.services.delivery import deliver_due
 from leadflow.services.leads import set_status
 from leadflow.store.tables import channel_events, leads, messages

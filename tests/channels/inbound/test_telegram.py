@@ -23,8 +23,8 @@ from leadflow.channels.inbound.registry import ReplySender, repliers_from_config
 from leadflow.channels.inbound.telegram import Pacer, TelegramPoller, read_update, set_webhook, telegram_poller
 from leadflow.core.conversation import InboundMessage, Unreadable
 from leadflow.core.policy import SYSTEM
+from leadflow.services.channel_state import poller_services
 from leadflow.services.context import Leadflow, utcnow
-from leadflow.services.conversations import poller_services
 from leadflow.services.delivery import deliver_due
 from leadflow.services.leads import set_status
 from leadflow.services.sla import escalate_due
@@ -151,12 +151,14 @@ def test_a_repeat_creates_nothing_and_what_is_not_understood_is_kept_and_answere
         assert garbage.status_code == 200 and garbage.json()["taken"] == ["unreadable"]
         group = update(8, -100777, 3, "hello all")
         group["message"]["chat"]["type"] = "group"
-        assert post(client, group).json()["taken"] == ["unreadable"]
+        assert post(client, group).json()["taken"] == ["ignored"]  # understood, and not a client's request
         edited = {"update_id": 9, "edited_message": update(9, 5551, 10, "hi!")["message"]}
-        assert post(client, edited).json()["taken"] == ["unreadable"]
+        assert post(client, edited).json()["taken"] == ["ignored"]
+        again = client.post(HOOK, content=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+        assert again.json()["taken"] == ["repeat"]  # the same body again is kept once
     assert count(app, leads) == 1 and count(app, messages) == 1
     with app.engine.connect() as conn:
-        reasons = conn.execute(select(channel_events.c.reason).where(channel_events.c.outcome == "unreadable")
+        reasons = conn.execute(select(channel_events.c.reason).where(channel_events.c.outcome != "new_lead")
                                .order_by(channel_events.c.id)).scalars().all()  # fmt: skip
     assert reasons[0].startswith("not understood: JSONDecodeError")
     assert "group chat" in reasons[1] and "edited_message" in reasons[2]
@@ -173,7 +175,9 @@ def test_a_shared_contact_gives_the_phone_and_a_closed_leads_client_opens_a_new_
         assert post(client, update(3, 5551, 12, "Я знову до вас")).json()["taken"] == ["new_lead"]
     second = lead_of_chat(app, "5551")
     assert second != first
-    assert lead_of(app, second)["status"] == "assigned"
+    repeat = lead_of(app, second)
+    assert repeat["status"] == "assigned" and repeat["duplicate_of_id"] == first  # a repeat request, linked
+    assert lead_of(app, first)["phone"] == "+380671234567"  # the shared contact filled in the open lead's phone
 
 
 def test_a_missed_chat_deadline_escalates(app: Leadflow) -> None:
@@ -301,3 +305,14 @@ def _rules_file(tmp_path: Any) -> Path:
     path = Path(tmp_path) / "rules.yaml"
     path.write_text(RULES)
     return path
+
+
+def test_a_client_known_only_by_their_chat_is_linked_to_their_earlier_lead(app: Leadflow) -> None:
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        post(client, update(1, 6661, 1, "Скільки коштує?"))
+        first = lead_of_chat(app, "6661")
+        set_status(app, first, "lost", utcnow(), who=SYSTEM, reason="too expensive")
+        assert post(client, update(2, 6661, 2, "А зараз знижки є?")).json()["taken"] == ["new_lead"]
+    second = lead_of(app, lead_of_chat(app, "6661"))
+    assert second["id"] != first and second["duplicate_of_id"] == first
+    assert second["duplicate_reason"] == f"the same telegram client as lead #{first} (lost): a repeat request"
