@@ -12,6 +12,7 @@ from leadflow.api.errors import ALWAYS, BodyLimit, CatchAll, install_error_handl
 from leadflow.api.hosts import TrustedHosts, trusted_hosts
 from leadflow.api.params import LeadflowRoute
 from leadflow.api.security import SecurityHeaders
+from leadflow.channels.redact import hide_in_logs
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
 from leadflow.web import admin_pages, desk_pages, login, outbox_pages, rules_pages, team_pages, work
@@ -27,6 +28,10 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
         docs_url=None,  # leadflow's own /docs and /redoc (api/docs.py): FastAPI's start with inline scripts
         redoc_url=None,
     )
+    # A call-tracking service's token may be in a webhook's address, and every channel's credential must stay out
+    # of this process's logs (the access log included), whether or not a worker runs here.
+    if secrets := app.channels.secrets():
+        hide_in_logs(secrets)
     api.router.route_class = LeadflowRoute
     api.state.leadflow = app
     api.state.settings = settings

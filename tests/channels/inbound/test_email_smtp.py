@@ -30,6 +30,7 @@ from leadflow.services.channel_state import poller_services, read_state
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
 from leadflow.services.leads import set_status
+from leadflow.services.sla import escalate_due
 from leadflow.store.tables import channel_events, leads, messages
 from tests.channels.conftest import LocalSMTP, free_port
 from tests.support import live_server, person
@@ -267,3 +268,12 @@ def test_services_wired_for_the_listener_are_the_pollers() -> None:
     services = PollerServices(take=lambda items: None, load_state=lambda c, k: None, save_state=lambda c, k, v: None,
                               note_error=lambda c, e: None)  # fmt: skip
     assert pollers_from_config(ChannelsConfig(), services) == []
+
+
+def test_a_mail_nobody_answers_within_its_deadline_escalates(app: Leadflow, listener: SmtpListener) -> None:
+    send(listener, mail("late@example.com", "Заявка", "Чекаю на відповідь.\n", "<late-1@example.com>"))
+    [lead] = leads_of(app, "late@example.com")
+    assert escalate_due(app, utcnow() + timedelta(hours=1, minutes=59)) == 0
+    assert escalate_due(app, utcnow() + timedelta(hours=2, minutes=1)) == 1
+    [moved] = leads_of(app, "late@example.com")
+    assert moved["manager_id"] != lead["manager_id"] and moved["sla_hops"] == 1

@@ -8,21 +8,26 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from leadflow.channels.config import NotifyConfig
 from leadflow.channels.inbound.config import ChannelsConfig
 from leadflow.channels.inbound.lead_ads import LeadAdsPoller, LeadFetcher, LeadgenNotice, lead_message, read_body
-from leadflow.channels.inbound.registry import pollers_from_config
+from leadflow.channels.inbound.registry import ReplySender, pollers_from_config, repliers_from_config
 from leadflow.core.conversation import Unreadable
 from leadflow.services.channel_state import channels_status, held_events, poller_services
 from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.delivery import deliver_due
+from leadflow.services.sla import escalate_due
 from leadflow.store.tables import channel_events, channel_refusals, leads, messages
+from tests.channels.conftest import LocalSMTP
 from tests.channels.inbound.graph_standin import GraphStandIn, graph_lead, leadgen_body, sign
-from tests.support import live_server
+from tests.support import live_server, person
 
 APP_SECRET = "meta-app-secret-0123456789abcdef"
 VERIFY = "verify-token-for-the-handshake"
@@ -282,3 +287,32 @@ def test_the_answers_map_to_the_leads_fields() -> None:
                                                         {"form_id": "no id"})).encode())  # fmt: skip
     assert [n.leadgen_id for n in notices] == ["12345"] and notices[0].page_id == "444555666777"
     assert len(others) == 1 and isinstance(others[0], Unreadable)
+
+
+def test_the_manager_answers_a_form_lead_by_e_mail_and_a_missed_deadline_escalates(
+    app: Leadflow, graph: GraphStandIn, smtp_server: LocalSMTP
+) -> None:
+    app.notify = NotifyConfig(smtp_host=smtp_server.host, smtp_port=smtp_server.port, smtp_starttls=False,
+                              smtp_from="Sales <sales@bank.example.ua>")  # fmt: skip
+    graph.leads["5550001"] = graph_lead("5550001", ANSWERS)
+    graph.leads["5550002"] = graph_lead("5550002", {**ANSWERS, "full_name": "Ігор Мовчун", "email": "igor@example.org",
+                                                    "phone_number": "+380501112299"})  # fmt: skip
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        post(client, leadgen_body({"leadgen_id": "5550001"}))
+        post(client, leadgen_body({"leadgen_id": "5550002"}))
+        eventually(lambda: count(app, leads) == 2)
+        by_email = {lead["email"]: lead for lead in leads_made(app)}  # fetched in either order
+        first, second = by_email["olena.koval@example.org"], by_email["igor@example.org"]
+        anna = person(app, "anna", "manager", manager="anna")
+        sent = client.post(f"/api/v1/leads/{first['id']}/messages", headers=anna,
+                           json={"text": "Добрий день! Дякуємо за заявку, коли вам зручно поговорити?"})  # fmt: skip
+        assert sent.status_code == 202 and sent.json()["channel"] == "email", sent.text
+    senders = {"reply": ReplySender(repliers_from_config(app.channels, app.notify))}
+    assert deliver_due(app.engine, senders, app.notify, utcnow()).sent == 1
+    [envelope] = smtp_server.envelopes
+    assert envelope.rcpt_tos == ["olena.koval@example.org"] and envelope.mail_from == "sales@bank.example.ua"
+    contacted = next(lead for lead in leads_made(app) if lead["id"] == first["id"])
+    assert contacted["first_contact_at"] is not None and contacted["sla_state"] == "met"
+    assert escalate_due(app, utcnow() + timedelta(minutes=11)) == 1  # the other form's lead, nobody answered it
+    moved = next(lead for lead in leads_made(app) if lead["id"] == second["id"])
+    assert moved["sla_hops"] == 1

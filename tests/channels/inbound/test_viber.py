@@ -25,6 +25,7 @@ from leadflow.core.policy import SYSTEM
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
 from leadflow.services.leads import set_status
+from leadflow.services.sla import escalate_due
 from leadflow.settings import get_settings
 from leadflow.store.tables import channel_events, channel_refusals, leads, managers, messages, outbox
 from tests.channels.inbound.viber_standin import ViberApiStandIn, contact, message, now_ms, receipt, sign, user
@@ -492,3 +493,13 @@ def test_set_webhook_takes_leadflows_public_address_and_only_https(
 def test_the_webhook_address_is_completed_from_leadflows_public_address() -> None:
     assert webhook_url("https://leads.example.com/") == "https://leads.example.com" + "/api/v1/channels/viber/webhook"
     assert webhook_url("https://x.example/hooks/viber") == "https://x.example/hooks/viber"
+
+
+def test_a_missed_chat_deadline_escalates_to_the_next_manager(viber: Viber) -> None:
+    assert viber.post(message(5_400_000_000_000_000_901, CLIENT, "Є хто живий?")).status_code == 200
+    lead = lead_of(viber)
+    assert lead["sla_due_at"] - lead["created_at"] == timedelta(minutes=5)  # the chat's deadline
+    assert escalate_due(viber.app, utcnow() + timedelta(minutes=4)) == 0
+    assert escalate_due(viber.app, utcnow() + timedelta(minutes=6)) == 1
+    moved = lead_of(viber)
+    assert moved["manager_id"] != lead["manager_id"] and moved["sla_hops"] == 1
