@@ -3,7 +3,7 @@ services' webhooks are api/webhooks/)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,7 @@ from leadflow.api.deps import AppDep
 from leadflow.api.errors import CONFLICT, JSON_BODY, NOT_FOUND, REFUSALS
 from leadflow.api.params import LeadflowRoute, LeadId
 from leadflow.core.conversation import REPLY_CHANNELS
+from leadflow.core.fields import CleanText
 from leadflow.core.policy import Action, Principal
 from leadflow.services.channel_state import channels_status
 from leadflow.services.context import utcnow
@@ -27,11 +28,13 @@ class ReplyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(..., min_length=1, max_length=4096, description="What to send.")
-    channel: str | None = Field(
-        None, description=f"Where to send it ({', '.join(REPLY_CHANNELS)}); default: where the client last wrote."
+    text: CleanText = Field(..., min_length=1, max_length=4096, description="What to send.")
+    channel: Literal[REPLY_CHANNELS] | None = Field(  # type: ignore[valid-type]
+        None, description="Where to send it; default: where the client last wrote."
     )
-    subject: str | None = Field(None, max_length=300, description="E-mail only; default: Re: the client's subject.")
+    subject: CleanText | None = Field(
+        None, max_length=300, description="E-mail only; default: Re: the client's subject."
+    )
 
 
 @router.get("/api/v1/leads/{lead_id}/messages", summary="A lead's conversation, oldest first", responses=NOT_FOUND)

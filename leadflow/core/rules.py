@@ -25,6 +25,7 @@ from leadflow.core.schedule import WorkingHours, format_duration, parse_duration
 from leadflow.core.strategies import STRATEGIES
 
 Key = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+EXTENSION_PATTERN = r"^[A-Za-z0-9*#+._-]+$"  # what phone systems call an internal number: 101, 2*5, sip-anna
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 MATCH_FIELDS = ("region", "product", "language")
 CONDITION_FIELDS = (LEAD_FIELDS - {"extra"}) | {"phone_type", "score", "temperature", "department", "win_probability"}
@@ -103,8 +104,9 @@ class Manager(_Strict):
     tier: int = Field(2, ge=1, le=9, description="1 = the best (senior) managers; for best-to-best routing.")
     role: Literal["manager", "desk"] = Field("manager", description="desk: a quality-desk operator, never routed to.")
     accepts: Condition | None = Field(None, description="Only leads that match, in the language of a rule's when:.")
-    extension: str | None = Field(None, min_length=1, max_length=40, description="Their extension (internal number) "
-                                  "in the phone system: calls answered or made from it are their contacts.")  # fmt: skip
+    extension: str | None = Field(None, min_length=1, max_length=40, pattern=EXTENSION_PATTERN,
+                                  description="Their extension (internal number) in the phone system: calls answered "
+                                  "or made from it are their contacts.")  # fmt: skip
 
     @field_validator("extension", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.inbound.calls import CallContact, call_contact
@@ -17,7 +17,7 @@ from leadflow.services.desk import by_hand, manager_by_key
 from leadflow.services.intake import assign_existing
 from leadflow.services.sla import record_contact_in
 from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
-from leadflow.store.tables import timers
+from leadflow.store.tables import managers, timers
 from leadflow.store.team_state import add_load
 
 CALLS = Principal("system", "calls")
@@ -29,7 +29,9 @@ def call_contact_in(
     """Record the contact a call was (channels/inbound/calls.py says whose, from the managers' `extension:`), and
     say what became of it. A call that made a new lead was answered by a manager who has now spoken to the client:
     the lead is theirs, whoever routing chose, and already contacted."""
-    contact, why = call_contact(item, app.rules.managers)
+    extensions = dict(conn.execute(select(managers.c.extension, managers.c.key).where(
+        managers.c.extension.is_not(None), managers.c.active.is_(True))).all())  # fmt: skip
+    contact, why = call_contact(item, extensions)
     if contact is None:
         return why
     try:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from leadflow.core.fields import CleanJson, CleanText
 from leadflow.core.policy import Action, Principal
-from leadflow.core.rules import Condition, Key, Manager, Team, Vacation
+from leadflow.core.rules import EXTENSION_PATTERN, Condition, Key, Manager, Team, Vacation
 from leadflow.core.schedule import ScheduleError, parse_working_hours
 from leadflow.services.access import guard_team
 from leadflow.services.context import Leadflow
@@ -81,6 +81,10 @@ class ManagerPatch(BaseModel):
     accepts: dict[str, Any] | None = Field(
         None, description="Only leads matching this condition (a rule's when: language); null accepts every lead."
     )
+    extension: str | None = Field(
+        None, min_length=1, max_length=40, pattern=EXTENSION_PATTERN,
+        description="Their internal phone number, as call tracking reports it.",
+    )  # fmt: skip
 
 
 class TeamPatch(BaseModel):

@@ -148,6 +148,7 @@ managers = Table(
     Column("first_contacts", Integer, nullable=False, server_default="0"),
     Column("fast_contacts", Integer, nullable=False, server_default="0"),  # first contact within 20 minutes
     Column("accepts", JSON),  # only leads matching this condition (a rule's `when:` language); NULL: every lead
+    Column("extension", String(40)),  # their internal phone number: a call-tracking service names it
 )
 
 companies = Table(

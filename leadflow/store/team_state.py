@@ -273,6 +273,7 @@ def apply_rules_people(conn: Connection, rules: RulesFile, now: datetime) -> dic
             "tier": m.tier,
             "role": m.role,
             "accepts": m.accepts.as_json() if m.accepts is not None else None,
+            "extension": m.extension,
             "updated_at": now,
         }
         if conn.execute(update(managers).where(managers.c.key == m.key).values(**values)).rowcount == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request
@@ -14,7 +15,7 @@ from starlette.background import BackgroundTask
 
 from leadflow.api.auth import public
 from leadflow.api.deps import AppDep
-from leadflow.api.errors import error_response
+from leadflow.api.errors import NOT_FOUND, error_response
 from leadflow.api.webhooks.common import take_webhook
 from leadflow.channels.inbound import lead_ads, whatsapp
 from leadflow.channels.inbound.config import ChannelsConfig, env_name
@@ -26,8 +27,12 @@ from leadflow.services.channel_state import count_refusal, hold_events, poller_s
 from leadflow.services.context import Leadflow, utcnow
 
 log = logging.getLogger("leadflow.api.webhooks.meta")
+# The handshake's answer is the challenge as plain text; its errors are JSON like every other.
+CHALLENGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "hub.challenge, echoed", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
 
-router = APIRouter(prefix="/api/v1/channels", tags=["channel webhooks"])
+router = APIRouter(prefix="/api/v1/channels", tags=["channel webhooks"], responses=NOT_FOUND)  # 404: the channel is off
 
 SIGNED = ("Meta cannot sign in: each call carries X-Hub-Signature-256, the HMAC-SHA256 of the body with the app's "
           f"secret ({env_name('meta_app_secret')}), checked before anything is read")  # fmt: skip
@@ -39,7 +44,7 @@ HANDSHAKE = (f"Meta's subscription check: the challenge is echoed only to a call
 
 
 @router.get("/whatsapp/webhook", summary="Meta's check of WhatsApp's webhook address (hub.challenge)",
-            dependencies=[public(HANDSHAKE)], response_class=PlainTextResponse)  # fmt: skip
+            dependencies=[public(HANDSHAKE)], responses=CHALLENGE)  # fmt: skip
 async def whatsapp_handshake(request: Request, app: AppDep) -> Response:
     return await _handshake(request, app, whatsapp.CHANNEL, _whatsapp_on(app.channels))
 
@@ -64,7 +69,7 @@ def _whatsapp_on(config: ChannelsConfig) -> str:
 
 
 @router.get("/lead-ads/webhook", summary="Meta's check of the Lead Ads webhook address (hub.challenge)",
-            dependencies=[public(HANDSHAKE)], response_class=PlainTextResponse)  # fmt: skip
+            dependencies=[public(HANDSHAKE)], responses=CHALLENGE)  # fmt: skip
 async def lead_ads_handshake(request: Request, app: AppDep) -> Response:
     return await _handshake(request, app, lead_ads.CHANNEL, _lead_ads_on(app.channels))
 

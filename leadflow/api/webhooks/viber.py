@@ -7,13 +7,16 @@ from fastapi.responses import Response
 
 from leadflow.api.auth import public
 from leadflow.api.deps import AppDep
+from leadflow.api.errors import NOT_FOUND
 from leadflow.api.webhooks.common import take_webhook
 from leadflow.channels.inbound import viber
 from leadflow.channels.inbound.config import env_name
 from leadflow.core.errors import NotFound
 from leadflow.services.context import utcnow
 
-router = APIRouter(prefix="/api/v1/channels/viber", tags=["channel webhooks"])
+router = APIRouter(
+    prefix="/api/v1/channels/viber", tags=["channel webhooks"], responses=NOT_FOUND
+)  # 404: the channel is off
 
 
 @router.post(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -29,7 +29,6 @@ from urllib.parse import parse_qsl
 import orjson
 
 from leadflow.core.conversation import Inbound, InboundMessage, Refusal, Unreadable
-from leadflow.core.rules import Manager
 
 CHANNEL = "call"
 PROVIDERS = ("binotel", "ringostat", "generic")
@@ -268,7 +267,7 @@ class CallContact:
     note: str
 
 
-def call_contact(item: InboundMessage, managers: Sequence[Manager]) -> tuple[CallContact | None, str]:
+def call_contact(item: InboundMessage, extensions: Mapping[str, str]) -> tuple[CallContact | None, str]:
     """The contact a call is, and why: an incoming call answered on a manager's extension (connected), or a call a
     manager made to the client (connected when they talked, else no_answer). A missed call is nobody's contact."""
     extension = item.meta.get("extension")
@@ -277,14 +276,14 @@ def call_contact(item: InboundMessage, managers: Sequence[Manager]) -> tuple[Cal
         return None, "a missed call: the client waits for a call back"
     if not extension:
         return None, "the service did not say which extension took the call: no manager's contact"
-    manager = next((m for m in managers if m.extension == extension), None)
-    if manager is None:
+    manager_key = extensions.get(str(extension))  # extension -> manager key, as the managers' rows hold them
+    if manager_key is None:
         return None, f"extension {extension} is no manager's (set `extension:` in the rules file): no contact"
     outcome: Literal["connected", "no_answer"] = "connected" if item.kind == "call_answered" else "no_answer"
     talked = item.meta.get("talk_seconds")
     how = f"talked {_duration(talked if isinstance(talked, int) else None)}" if outcome == "connected" else "no answer"
     made = "called the client" if outgoing else "answered the client's call"
-    return CallContact(manager.key, outcome, f"{made} on extension {extension}: {how}"), ""
+    return CallContact(manager_key, outcome, f"{made} on extension {extension}: {how}"), ""
 
 
 # -- Small readers -------------------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.channels.inbound.standin import StandInServer
 
 VERSION = "v21.0"
 
@@ -47,40 +48,9 @@ class GraphStandIn:
         self.down = False
         self._next_message = 0
         self._lock = threading.Lock()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._answer("GET", None)
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = None
-                self._answer("POST", body)
-
-            def _answer(self, method: str, body: Any) -> None:
-                parts = urlsplit(self.path)
-                call = Call(method, parts.path, parse_qs(parts.query),
-                            {k.lower(): v for k, v in self.headers.items()}, body)  # fmt: skip
-                status, answer = stand_in._handle(call)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._server = StandInServer(self._request)
+        self.url = self._server.url
         self.base = f"{self.url}/{VERSION}"  # what LEADFLOW_CHANNELS__GRAPH_API_BASE names
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def sent(self) -> list[Call]:
         return [c for c in self.calls if c.method == "POST"]
@@ -135,9 +105,16 @@ class GraphStandIn:
         fields = (call.query.get("fields") or ["id,created_time,field_data"])[0].split(",")
         return 200, {k: v for k, v in lead.items() if k in fields}
 
+    def _request(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+        try:
+            body = json.loads(raw or b"{}") if method == "POST" else None
+        except ValueError:
+            body = None
+        parts = urlsplit(path)
+        return self._handle(Call(method, parts.path, parse_qs(parts.query), headers, body))
+
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.close()
 
 
 # -- What Meta sends --------------------------------------------------------------------------------------------------

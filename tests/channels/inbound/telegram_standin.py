@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.channels.inbound.standin import StandInServer
 
 
 class BotApiStandIn:
@@ -18,26 +19,8 @@ class BotApiStandIn:
         self.webhook: str | None = None
         self._next_message_id = 1000
         self._lock = threading.Lock()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, answer = stand_in._answer(self.path, json.loads(body or b"{}"))
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = StandInServer(lambda method, path, headers, raw: self._answer(path, json.loads(raw or b"{}")))
+        self.url = self._server.url
 
     def sent(self) -> list[dict[str, Any]]:
         return [body for method, body in self.calls if method == "sendMessage"]
@@ -74,8 +57,7 @@ class BotApiStandIn:
         return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.close()
 
 
 def update(update_id: int, chat_id: int, message_id: int, text: str | None = None, **message: Any) -> dict[str, Any]:

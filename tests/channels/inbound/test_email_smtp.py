@@ -33,24 +33,10 @@ from leadflow.services.leads import set_status
 from leadflow.services.sla import escalate_due
 from leadflow.store.tables import channel_events, leads, messages
 from tests.channels.conftest import LocalSMTP, free_port
+from tests.channels.inbound.world import chat_team
 from tests.support import live_server, person
 
-RULES = """
-default_region: UA
-default_timezone: Europe/Kyiv
-teams:
-  - {key: sales, name: Sales, timezone: Europe/Kyiv, head: halyna, hours: always}
-managers:
-  - {key: anna, name: Anna, team: sales, capacity: 20}
-  - {key: bohdan, name: Bohdan, team: sales, capacity: 20}
-  - {key: halyna, name: Halyna, team: sales, capacity: 20}
-routing:
-  rules:
-    - {key: all, team: sales, managers: [anna, bohdan], strategy: round_robin}
-sla:
-  default: {first_contact: 30m, count: wall_clock, chain: {max_hops: 2, final: team_head}}
-  channels: {email: 2h}
-"""
+RULES = chat_team("email: 2h")
 SALES = "sales@bank.example.ua"
 
 

@@ -33,6 +33,7 @@ from tests.channels.inbound.graph_standin import (
     wa_text,
     whatsapp_body,
 )
+from tests.channels.inbound.world import chat_team
 from tests.support import live_server, person
 
 APP_SECRET = "meta-app-secret-0123456789abcdef"
@@ -40,22 +41,7 @@ VERIFY = "verify-token-for-the-handshake"
 TOKEN = "EAAG-whatsapp-access-token-0123456789"
 PHONE_ID = "106540352242922"
 CLIENT = "380671234567"
-RULES = """
-default_region: UA
-default_timezone: Europe/Kyiv
-teams:
-  - {key: sales, name: Sales, timezone: Europe/Kyiv, head: halyna, hours: always}
-managers:
-  - {key: anna, name: Anna, team: sales, capacity: 20}
-  - {key: bohdan, name: Bohdan, team: sales, capacity: 20}
-  - {key: halyna, name: Halyna, team: sales, capacity: 20}
-routing:
-  rules:
-    - {key: all, team: sales, managers: [anna, bohdan], strategy: round_robin}
-sla:
-  default: {first_contact: 30m, count: wall_clock, chain: {max_hops: 2, final: team_head}}
-  channels: {whatsapp: 5m}
-"""
+RULES = chat_team("whatsapp: 5m")
 HOOK = "/api/v1/channels/whatsapp/webhook"
 
 

@@ -12,8 +12,9 @@ import hmac
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.channels.inbound.standin import StandInServer
 
 
 class ViberApiStandIn:
@@ -26,27 +27,8 @@ class ViberApiStandIn:
         self.webhook: str | None = None
         self._next_token = 5_491_000_000_000_000_000  # Viber's message tokens are 64-bit numbers
         self._lock = threading.Lock()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, answer = stand_in._answer(self.path, headers, body)
-                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/pa"
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = StandInServer(lambda method, path, headers, raw: self._answer(path, headers, raw))
+        self.url = f"{self._server.url}/pa"
 
     def plan(self, status: int, answer: Any) -> None:
         """Answer the next call so (then normally again)."""
@@ -78,8 +60,7 @@ class ViberApiStandIn:
         return 200, {"status": 3, "status_message": "badData"}
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.close()
 
 
 def sign(token: str, body: bytes) -> str:

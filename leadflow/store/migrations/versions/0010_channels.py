@@ -1,4 +1,5 @@
-"""channels: a lead's messages, every channel event as it came, refused calls counted, adapters' state
+"""channels: a lead's messages, every channel event as it came, refused calls counted, adapters' state; managers'
+extensions
 
 Revision ID: 0010
 Revises: 0009
@@ -20,6 +21,8 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("managers") as batch:
+        batch.add_column(sa.Column("extension", sa.String(40), nullable=True))
     op.create_table(
         "messages",
         sa.Column("id", Id, primary_key=True),
@@ -85,3 +88,5 @@ def downgrade() -> None:
     op.drop_table("channel_refusals")
     op.drop_table("channel_events")
     op.drop_table("messages")
+    with op.batch_alter_table("managers") as batch:
+        batch.drop_column("extension")
