@@ -47,17 +47,25 @@ DATABASE_MISTAKES = {
 }
 # What a command needs besides the mistake to get as far as the database (a command missing here still runs).
 NEEDS = {"assign": ["--unassigned"], "demo": ["--duration", "1", "--no-live"]}
+# Commands that talk to an outside service rather than read a file or the database: their mistake is the service
+# not being set up (the place has no LEADFLOW_ settings).
+SERVICE_COMMANDS = ("channels telegram set-webhook", "channels viber set-webhook")
 
 
 def _leaves() -> dict[str, tuple[list[str], Any]]:
-    """Every command, with the words that call it: `users create` is a command of the `users` group."""
+    """Every command, with the words that call it: `users create` is a command of the `users` group, and
+    `channels telegram set-webhook` one of a group within a group."""
     found: dict[str, tuple[list[str], Any]] = {}
-    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+
+    def walk(words: list[str], command: Any) -> None:
         if hasattr(command, "commands"):  # a group of commands
-            for sub, leaf in command.commands.items():
-                found[f"{name} {sub}"] = ([name, sub], leaf)
+            for sub, inner in command.commands.items():
+                walk([*words, sub], inner)
         else:
-            found[name] = ([name], command)
+            found[" ".join(words)] = (words, command)
+
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        walk([name], command)
     return found
 
 
@@ -75,6 +83,9 @@ def _is_argument(param: Any) -> bool:
 def _invocations() -> Iterator[tuple[str, str, list[str]]]:
     """(command, mistake, arguments); {tmp} in an argument is the test's directory."""
     for name, (words, command) in sorted(COMMANDS.items()):
+        if name in SERVICE_COMMANDS:
+            yield name, "the service is not set up", [*words, "https://leads.example.test"]
+            continue
         params = command.params
         files = [p for p in params if _is_file(p)]
         takes_database = any(p.name == "database" for p in params)
