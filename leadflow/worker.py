@@ -38,12 +38,13 @@ class Worker:
         self.app = app
         # Before the first send: the HTTP client logs the URLs it posts to, and the Telegram token is in one.
         slack = [t.slack_webhook_url for t in app.rules.teams if t.slack_webhook_url]
-        hide_in_logs(secrets_of(app.notify, slack) | app.channels.secrets())
+        self.channel_secrets = app.channels.secrets()  # replies go out with them: masked in what a failure keeps
+        hide_in_logs(secrets_of(app.notify, slack) | self.channel_secrets)
         self.poll_seconds = poll_seconds
         self.batch = batch
         if senders is None:
             senders = {**senders_from_config(app.notify),
-                       "reply": ReplySender(repliers_from_config(app.channels, app.notify), app.channels.secrets())}  # fmt: skip
+                       "reply": ReplySender(repliers_from_config(app.channels, app.notify))}  # fmt: skip
         self.senders = senders
         # Channels asked rather than calling (Telegram's getUpdates, an IMAP mailbox): a loop each.
         self.pollers: list[Poller] = pollers_from_config(app.channels, poller_services(app, clock))
@@ -102,7 +103,7 @@ class Worker:
         while not self.stop.is_set():
             try:
                 report = deliver_due(
-                    self.app.engine, self.senders, self.app.notify, self.clock(), secrets=self.app.channels.secrets()
+                    self.app.engine, self.senders, self.app.notify, self.clock(), secrets=self.channel_secrets
                 )
             except Exception:
                 log.exception("delivery round failed; retrying in 1 s")

@@ -39,7 +39,9 @@ __all__ = [
     "TelegramSender",
     "WebhookSender",
     "close_senders",
+    "retry_after",
     "senders_from_config",
+    "telegram_result",
 ]
 
 log = logging.getLogger("leadflow.notify")
@@ -76,11 +78,11 @@ def _snippet(response: httpx.Response) -> str:
     return _truncate(text, _SNIPPET) if text else "(empty body)"
 
 
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "")
-    if value.strip().isdigit():
-        return timedelta(seconds=int(value.strip()))
-    return None  # an HTTP date is possible too, but no receiver we talk to sends one
+def retry_after(response: httpx.Response) -> timedelta | None:
+    """The receiver's Retry-After in seconds (an HTTP date is possible too, but no service leadflow talks to sends
+    one); a wait of more than a day is taken as a day."""
+    value = response.headers.get("Retry-After", "").strip()
+    return timedelta(seconds=min(int(value), 86400)) if value.isdigit() else None
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -110,7 +112,7 @@ def _check_status(response: httpx.Response, what: str) -> None:
     raise DeliveryError(
         f"{what} answered {status}: {_snippet(response)}",
         retryable=_is_retryable_status(status),
-        retry_after=_retry_after(response),
+        retry_after=retry_after(response),
     )
 
 
@@ -133,35 +135,43 @@ class TelegramSender:
         text = _truncate(message.full_text, TELEGRAM_MAX_TEXT)
         body = {"chat_id": message.recipient, "text": text, "link_preview_options": {"is_disabled": True}}
         response = _post(self._client, self._url, "Telegram", json=body)
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if isinstance(answer, dict) and answer.get("ok") is True and response.is_success:
-            return
-        if not isinstance(answer, dict):
-            _check_status(response, "Telegram")  # not the Bot API talking (a proxy?): judge by the status alone
-            raise DeliveryError(f"Telegram answered {response.status_code} without a JSON body", retryable=True)
-        code = answer.get("error_code", response.status_code)
-        code = code if isinstance(code, int) else response.status_code
-        description = str(answer.get("description") or "no description")
-        retry_after = None
-        parameters = answer.get("parameters")
-        if isinstance(parameters, dict) and isinstance(parameters.get("retry_after"), int):
-            retry_after = timedelta(seconds=parameters["retry_after"])
-        hint = ""
-        if code == 401:
-            hint = f"; the bot token was refused: check {env_name('telegram_bot_token')}"
-        elif code in (400, 403):
-            hint = f"; check the chat id {message.recipient!r} and that the recipient has started the bot"
-        raise DeliveryError(
-            f"Telegram refused the message ({code}): {description}{hint}",
-            retryable=_is_retryable_status(code),
-            retry_after=retry_after or _retry_after(response),
-        )
+        hint = f"; check the chat id {message.recipient!r} and that the recipient has started the bot"
+        telegram_result(response, "the message", env_name("telegram_bot_token"), hint)
 
     def close(self) -> None:
         self._client.close()
+
+
+def telegram_result(response: httpx.Response, what: str, token_setting: str, hint_4xx: str = "") -> Any:
+    """The `result` of a Bot API answer, or a DeliveryError saying what Telegram answered about `what` (the
+    message, getUpdates...): retryable when waiting may help, with Telegram's own retry_after; `token_setting` is
+    named when the token is refused, `hint_4xx` added when the request itself is (400, 403)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and answer.get("ok") is True and response.is_success:
+        return answer.get("result")
+    if not isinstance(answer, dict):
+        _check_status(response, "Telegram")  # not the Bot API talking (a proxy?): judge by the status alone
+        raise DeliveryError(f"Telegram answered {response.status_code} without a JSON body", retryable=True)
+    code = answer.get("error_code", response.status_code)
+    code = code if isinstance(code, int) else response.status_code
+    description = str(answer.get("description") or "no description")
+    wait = None
+    parameters = answer.get("parameters")
+    if isinstance(parameters, dict) and isinstance(parameters.get("retry_after"), int):
+        wait = timedelta(seconds=parameters["retry_after"])
+    hint = ""
+    if code == 401:
+        hint = f"; the bot token was refused: check {token_setting}"
+    elif code in (400, 403):
+        hint = hint_4xx
+    raise DeliveryError(
+        f"Telegram refused {what} ({code}): {description}{hint}",
+        retryable=_is_retryable_status(code),
+        retry_after=wait or retry_after(response),
+    )
 
 
 class SlackSender:

@@ -14,6 +14,7 @@ Every item carries the service's own id for it (`event_id`), so a repeated deliv
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,3 +86,19 @@ class Refusal(Exception):
         self.channel = channel
         self.reason = reason  # "missing signature", "wrong signature", "replayed", ...
         self.status = status  # 401: no credential given; 403: a wrong one
+
+
+def prove(channel: str, given: str | None, expected: str, what: str, *, prefix: str = "") -> None:
+    """The one way a webhook's credential (a token, a signature) is checked: compared in constant time; none given
+    is a Refusal with 401, a wrong one with 403, each named for the count ("missing signature")."""
+    if not given:
+        raise Refusal(channel, f"{prefix}missing {what}", 401)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Refusal(channel, f"{prefix}wrong {what}", 403)
+
+
+def moves_forward(current: str, state: str) -> bool:
+    """Whether a service's word on a sent message changes what is known of it: states only move forward (a late
+    "delivered" never undoes "read"); a failure counts whenever it comes."""
+    order = DELIVERY_STATES.index
+    return state == "failed" or order(state) > order(current if current in DELIVERY_STATES else "queued")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from leadflow.channels.inbound.calls import CallContact, call_contact
@@ -13,12 +13,10 @@ from leadflow.core.conversation import InboundMessage
 from leadflow.core.errors import Conflict, InvalidInput, NotFound
 from leadflow.core.policy import Principal
 from leadflow.services.context import Leadflow
-from leadflow.services.desk import by_hand, manager_by_key
-from leadflow.services.intake import assign_existing
+from leadflow.services.desk import hand_to, manager_by_key
 from leadflow.services.sla import record_contact_in
-from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
-from leadflow.store.tables import managers, timers
-from leadflow.store.team_state import add_load
+from leadflow.store.lead_rows import lock_lead
+from leadflow.store.tables import managers
 
 CALLS = Principal("system", "calls")
 
@@ -50,10 +48,5 @@ def _give_to_answerer(conn: Connection, app: Leadflow, lead_id: int, contact: Ca
     if row["status"] not in app.rules.open_statuses or row["queue"] is not None:
         return  # junk, or waiting for the quality desk, which decides
     target = manager_by_key(conn, app, contact.manager_key, "extension")
-    if row["manager_id"] == target.id:
-        return
-    if row["manager_id"] is not None:
-        add_load(conn, row["manager_id"], -1, row["budget"])
-    conn.execute(delete(timers).where(timers.c.lead_id == lead_id))  # the routed owner's clock
-    decision = by_hand(target, lead_row_to_clean(row), now, f"{contact.note}: the client has spoken to {target.name}")
-    assign_existing(conn, app, row, now, kind="manual", decision=decision)
+    if row["manager_id"] != target.id:
+        hand_to(conn, app, row, target, now, f"{contact.note}: the client has spoken to {target.name}")

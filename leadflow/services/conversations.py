@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from leadflow.core.cleaning import clean_lead
-from leadflow.core.conversation import DELIVERY_STATES, DeliveryStatus, Inbound, InboundMessage, Unreadable
+from leadflow.core.conversation import (
+    DELIVERY_STATES,
+    DeliveryStatus,
+    Inbound,
+    InboundMessage,
+    Unreadable,
+    moves_forward,
+)
 from leadflow.core.errors import InvalidInput, LeadflowError
 from leadflow.core.lead import CleanLead, read_lead
 from leadflow.core.policy import Action, Principal
@@ -301,12 +308,6 @@ def _take_status(conn: Connection, item: DeliveryStatus, now: datetime) -> Taken
         conn.execute(update(messages).where(messages.c.id == found.id)
                      .values(status=item.state, error=item.error, updated_at=now))  # fmt: skip
     return Taken("status", found.lead_id, found.id, f"message {found.id}: {item.state}")
-
-
-def moves_forward(current: str, state: str) -> bool:
-    """States only move forward (a late "delivered" never undoes "read"); a failure counts whenever it comes."""
-    order = DELIVERY_STATES.index
-    return state == "failed" or order(state) > order(current if current in DELIVERY_STATES else "queued")
 
 
 # -- Reading ------------------------------------------------------------------------------------------------------

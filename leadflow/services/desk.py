@@ -252,6 +252,20 @@ def preview_hand_over(
 # --- manual reassignment -------------------------------------------------------------------------------------
 
 
+def hand_to(
+    conn: Connection, app: Leadflow, row: RowMapping, target: ManagerState, now: datetime, reason: str, *,
+    clock: bool = True,
+) -> Decision:  # fmt: skip
+    """Give a locked open lead to `target` by hand, in the caller's transaction: the old owner's load and every
+    clock of the lead (first contact, the desk's, a wait for opening hours) go; the new assignment says why."""
+    decision = by_hand(target, lead_row_to_clean(row), now, reason)
+    if row["manager_id"] is not None:
+        add_load(conn, row["manager_id"], -1, row["budget"])
+    conn.execute(delete(timers).where(timers.c.lead_id == row["id"]))
+    assign_existing(conn, app, row, now, kind="manual", decision=decision, clock=clock)
+    return decision
+
+
 def assign_by_hand(
     app: Leadflow, lead_id: int, now: datetime, *, manager: str, reason: str, who: Principal
 ) -> dict[str, Any]:
@@ -275,13 +289,9 @@ def assign_by_hand(
         if old is not None and old.id == target.id:
             raise Conflict(f"lead {lead_id} is already with {target.name}")
         moved = f"from {old.name} to {target.name}" if old else f"to {target.name}"
-        decision = by_hand(target, lead_row_to_clean(row), now, f"reassigned by hand {moved}: {reason}")
-        if old is not None:
-            add_load(conn, old.id, -1, row["budget"])
-        conn.execute(delete(timers).where(timers.c.lead_id == lead_id))  # the old clock, desk or opening waits
         contacted = row["first_contact_at"] is not None
         # A lead already contacted owes no first contact: no new clock, and no deadline in the notification.
-        assign_existing(conn, app, row, now, kind="manual", decision=decision, clock=not contacted)
+        decision = hand_to(conn, app, row, target, now, f"reassigned by hand {moved}: {reason}", clock=not contacted)
         kept: dict[str, Any] = {}
         if row["status"] not in ("new", "assigned"):
             kept["status"] = row["status"]  # contacted, qualified ...: the funnel does not go backwards

@@ -150,16 +150,8 @@ def record_contact(
     contacted too, each with an event saying through which lead. A former owner's late call is recorded as theirs
     and stops the clock; the lead stays with its current owner, who is told.
     """
-    _check_contact(kind, outcome)  # before a transaction is opened
     with app.engine.begin() as conn:
         return record_contact_in(conn, app, lead_id, manager_key, kind, outcome, now, note, who=who)
-
-
-def _check_contact(kind: str, outcome: str) -> None:
-    if kind not in OUTCOMES:
-        raise InvalidInput.one("kind", f"'{kind}' is not a contact kind: use {', '.join(OUTCOMES)}")
-    if outcome not in OUTCOMES[kind]:
-        raise InvalidInput.one("outcome", f"a {kind} can end as {', '.join(OUTCOMES[kind])}, not '{outcome}'")
 
 
 def record_contact_in(
@@ -168,7 +160,10 @@ def record_contact_in(
 ) -> dict[str, Any]:  # fmt: skip
     """record_contact() inside the caller's transaction (a reply sent to the client is a contact, written with
     the message)."""
-    _check_contact(kind, outcome)
+    if kind not in OUTCOMES:
+        raise InvalidInput.one("kind", f"'{kind}' is not a contact kind: use {', '.join(OUTCOMES)}")
+    if outcome not in OUTCOMES[kind]:
+        raise InvalidInput.one("outcome", f"a {kind} can end as {', '.join(OUTCOMES[kind])}, not '{outcome}'")
     peek = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
     if peek is None:
         raise NotFound(f"lead {lead_id} does not exist")

@@ -8,34 +8,35 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
+from leadflow.core.conversation import moves_forward
 from leadflow.store.tables import channel_state, messages
 
 EARLY = "status:"  # channel_state keys of statuses that came before their message's id was recorded
-ORDER = ("queued", "sent", "delivered", "read")
 
 
 def mark_reply_sent(conn: Connection, message_id: int, external_id: str | None, now: datetime) -> None:
     """The outbox delivered a reply: keep the service's id for it (its later status callbacks name it), and apply
     what the service already said of it, if its word came first."""
     external = external_id[:200] if external_id else None
-    conn.execute(
+    channel = conn.execute(
         update(messages)
         .where(messages.c.id == message_id, messages.c.status == "queued")
         .values(status="sent", external_id=external, updated_at=now)
-    )
-    if external is None:
+        .returning(messages.c.channel)
+    ).scalar()
+    if external is None or channel is None:
         return
-    channel = conn.execute(select(messages.c.channel).where(messages.c.id == message_id)).scalar()
     key = (EARLY + external)[:60]
     early = conn.execute(
-        select(channel_state.c.value).where(channel_state.c.channel == channel, channel_state.c.key == key)
-    ).scalar()
+        delete(channel_state).where(channel_state.c.channel == channel, channel_state.c.key == key)
+        .returning(channel_state.c.value)
+    ).scalar()  # fmt: skip
     if early is None:
         return
     state, _, error = early.partition(" ")
-    conn.execute(update(messages).where(messages.c.id == message_id)
-                 .values(status=state, error=error or None, updated_at=now))  # fmt: skip
-    conn.execute(delete(channel_state).where(channel_state.c.channel == channel, channel_state.c.key == key))
+    if moves_forward("sent", state):
+        conn.execute(update(messages).where(messages.c.id == message_id)
+                     .values(status=state, error=error or None, updated_at=now))  # fmt: skip
 
 
 def keep_early_status(
@@ -47,8 +48,7 @@ def keep_early_status(
     where = (channel_state.c.channel == channel, channel_state.c.key == key)
     kept = conn.execute(select(channel_state.c.value).where(*where)).scalar()
     if kept is not None:
-        current = kept.partition(" ")[0]
-        if state != "failed" and (current == "failed" or ORDER.index(state) <= ORDER.index(current)):
+        if not moves_forward(kept.partition(" ")[0], state):
             return
         conn.execute(update(channel_state).where(*where).values(value=f"{state} {error or ''}".strip(), updated_at=now))
         return

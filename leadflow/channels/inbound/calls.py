@@ -18,7 +18,6 @@ path, compared in constant time.
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from leadflow.core.conversation import Inbound, InboundMessage, Refusal, Unreadable
+from leadflow.core.conversation import Inbound, InboundMessage, Unreadable, prove
 
 CHANNEL = "call"
 PROVIDERS = ("binotel", "ringostat", "generic")
@@ -76,14 +75,10 @@ class Call:
 def check_token(secret: str, provider: str, in_path: str | None) -> Callable[[bytes, Mapping[str, str]], None]:
     """The webhook's check: the token in the path when the address carries one, else the X-Leadflow-Token header,
     compared in constant time with LEADFLOW_CHANNELS__CALLS_SECRET."""
-    expected = secret.encode()
 
     def check(_: bytes, headers: Mapping[str, str]) -> None:
         given = in_path if in_path is not None else headers.get(TOKEN_HEADER)
-        if not given:
-            raise Refusal(CHANNEL, f"{provider}: missing token", 401)
-        if not hmac.compare_digest(given.encode(), expected):
-            raise Refusal(CHANNEL, f"{provider}: wrong token", 403)
+        prove(CHANNEL, given, secret, "token", prefix=f"{provider}: ")
 
     return check
 

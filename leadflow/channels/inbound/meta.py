@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from leadflow.channels.senders import DeliveryError
-from leadflow.core.conversation import Refusal
+from leadflow.channels.senders import DeliveryError, retry_after
+from leadflow.core.conversation import prove
 from leadflow.core.errors import InvalidInput
 
 SIGNATURE_HEADER = "x-hub-signature-256"
@@ -47,15 +46,9 @@ def check_signature(channel: str, app_secret: str) -> Check:
 
     The signature covers the body only (there is no signed timestamp), so a replayed call is a repeat of events
     already taken, which the dedupe by the services' own ids drops."""
-    secret = app_secret
 
     def check(body: bytes, headers: Mapping[str, str]) -> None:
-        given = headers.get(SIGNATURE_HEADER, "").strip()
-        if not given:
-            raise Refusal(channel, "missing signature", 401)
-        expected = signature(secret, body)
-        if not hmac.compare_digest(given.lower().encode(), expected.encode()):
-            raise Refusal(channel, "wrong signature", 403)
+        prove(channel, headers.get(SIGNATURE_HEADER, "").strip().lower(), signature(app_secret, body), "signature")
 
     return check
 
@@ -64,11 +57,7 @@ def check_handshake(channel: str, verify_token: str, params: Mapping[str, str]) 
     """The subscription handshake: the challenge to echo when Meta gave the right verify token.
 
     Raises Refusal without a token (401) or with a wrong one (403), and InvalidInput when the call is no handshake."""
-    given = params.get("hub.verify_token", "")
-    if not given:
-        raise Refusal(channel, "missing verify token", 401)
-    if not hmac.compare_digest(given.encode(), verify_token.encode()):
-        raise Refusal(channel, "wrong verify token", 403)
+    prove(channel, params.get("hub.verify_token"), verify_token, "verify token")
     if params.get("hub.mode") != "subscribe":
         raise InvalidInput.one("hub.mode", "Meta's handshake says hub.mode=subscribe")
     challenge = params.get("hub.challenge", "")
@@ -108,12 +97,7 @@ def graph_failure(service: str, response: httpx.Response, token_setting: str) ->
     hint = f"; the token was refused: check {token_setting}" if code in TOKEN_CODES else ""
     label = f"{response.status_code}, code {code}" if code is not None else str(response.status_code)
     return DeliveryError(f"{service} refused ({label}): {said[:500]}{hint}", retryable=retryable,
-                         retry_after=_retry_after(response))  # fmt: skip
-
-
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("retry-after", "")
-    return timedelta(seconds=int(value)) if value.isdigit() and int(value) <= 86400 else None
+                         retry_after=retry_after(response))  # fmt: skip
 
 
 def unreachable(service: str, exc: httpx.HTTPError) -> DeliveryError:

@@ -17,7 +17,6 @@ from leadflow.channels.inbound.ports import Poller, PollerServices, Replier
 from leadflow.channels.inbound.telegram import TelegramReplier, telegram_poller
 from leadflow.channels.inbound.viber import ViberReplier
 from leadflow.channels.inbound.whatsapp import WhatsAppReplier
-from leadflow.channels.redact import redact
 from leadflow.channels.senders import DeliveryError
 from leadflow.store.outbox import OutboxMessage
 
@@ -70,21 +69,16 @@ def pollers_from_config(channels: ChannelsConfig, services: PollerServices) -> l
 class ReplySender:
     """The outbox's sender for replies to clients: each message goes through the service its client wrote from."""
 
-    def __init__(self, repliers: Mapping[str, Replier], secrets: frozenset[str] = frozenset()) -> None:
+    def __init__(self, repliers: Mapping[str, Replier]) -> None:
         self.repliers = dict(repliers)
-        self.secrets = secrets  # the channels' credentials: masked in every error kept or shown
 
     def send(self, message: OutboxMessage) -> str | None:
         channel = str(message.payload.get("channel", ""))
         replier = self.repliers.get(channel)
         if replier is None:
             raise DeliveryError(f"{channel or 'the channel'} is not set up for replies on this worker", retryable=False)
-        try:
-            return replier.send(str(message.payload.get("address", "")), message.body, message.subject,
-                                message.payload)  # fmt: skip
-        except DeliveryError as failed:
-            failed.message = redact(failed.message, self.secrets)
-            raise
+        # Delivery masks the channels' credentials in what it keeps of a failure (services.delivery, `secrets`).
+        return replier.send(str(message.payload.get("address", "")), message.body, message.subject, message.payload)
 
     def close(self) -> None:
         for replier in self.repliers.values():

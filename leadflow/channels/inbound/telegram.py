@@ -9,7 +9,6 @@ modes (or an update delivered twice) takes nothing twice.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -22,8 +21,8 @@ import orjson
 
 from leadflow.channels.inbound.config import ChannelsConfig, env_name
 from leadflow.channels.inbound.ports import PollerServices
-from leadflow.channels.senders import DeliveryError
-from leadflow.core.conversation import Inbound, InboundMessage, Refusal, Unreadable
+from leadflow.channels.senders import DeliveryError, telegram_result
+from leadflow.core.conversation import Inbound, InboundMessage, Unreadable, prove
 
 log = logging.getLogger("leadflow.channels.telegram")
 
@@ -41,14 +40,9 @@ ATTACHMENTS = ("photo", "document", "video", "voice", "audio", "sticker", "video
 
 def check_secret(secret: str) -> Callable[[bytes, Mapping[str, str]], None]:
     """The webhook's check: the secret token leadflow gave Telegram at setWebhook, compared in constant time."""
-    expected = secret.encode()
 
     def check(_: bytes, headers: Mapping[str, str]) -> None:
-        given = headers.get(SECRET_HEADER)
-        if not given:
-            raise Refusal(CHANNEL, "missing secret token", 401)
-        if not hmac.compare_digest(given.encode(), expected):
-            raise Refusal(CHANNEL, "wrong secret token", 403)
+        prove(CHANNEL, headers.get(SECRET_HEADER), secret, "secret token")
 
     return check
 
@@ -129,22 +123,7 @@ class BotApi:
             response = self._client.post(f"{self._base}/{method}", json=dict(body), timeout=timeout or 15)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"Telegram {method} failed: {type(exc).__name__}", retryable=True) from None
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if isinstance(answer, dict) and answer.get("ok") is True:
-            return answer.get("result")
-        if not isinstance(answer, dict):
-            raise DeliveryError(f"Telegram {method} answered {response.status_code} without JSON", retryable=True)
-        given = answer.get("error_code")
-        code: int = given if isinstance(given, int) else response.status_code
-        parameters = answer.get("parameters")
-        retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
-        wait = timedelta(seconds=retry_after) if isinstance(retry_after, int) else None
-        hint = f"; the bot token was refused: check {env_name('telegram_bot_token')}" if code == 401 else ""
-        raise DeliveryError(f"Telegram {method} refused ({code}): {answer.get('description') or 'no description'}"
-                            f"{hint}", retryable=code == 429 or code >= 500, retry_after=wait)  # fmt: skip
+        return telegram_result(response, method, env_name("telegram_bot_token"))
 
     def close(self) -> None:
         self._client.close()

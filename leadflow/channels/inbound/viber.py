@@ -20,8 +20,8 @@ import httpx
 import orjson
 
 from leadflow.channels.inbound.config import ChannelsConfig, env_name
-from leadflow.channels.senders import DeliveryError
-from leadflow.core.conversation import DeliveryStatus, Inbound, InboundMessage, Refusal, Unreadable
+from leadflow.channels.senders import DeliveryError, retry_after
+from leadflow.core.conversation import DeliveryStatus, Inbound, InboundMessage, Refusal, Unreadable, prove
 
 CHANNEL = "viber"
 WEBHOOK_PATH = "/api/v1/channels/viber/webhook"
@@ -50,11 +50,7 @@ def check_signature(token: str, now: datetime) -> Check:
     """The webhook's check: the body's signature, compared in constant time, and a timestamp within the window."""
 
     def check(body: bytes, headers: Mapping[str, str]) -> None:
-        given = headers.get(SIGNATURE_HEADER, "").strip()
-        if not given:
-            raise Refusal(CHANNEL, "missing signature", 401)
-        if not hmac.compare_digest(given.lower().encode(), signature(token, body).encode()):
-            raise Refusal(CHANNEL, "wrong signature", 403)
+        prove(CHANNEL, headers.get(SIGNATURE_HEADER, "").strip().lower(), signature(token, body), "signature")
         sent_at = _timestamp_of(body)
         if sent_at is not None and now - sent_at > REPLAY_WINDOW:
             raise Refusal(CHANNEL, "replayed (timestamp older than the window)", 403)
@@ -290,7 +286,7 @@ class ViberApi:
         if not response.is_success:
             code = response.status_code
             raise DeliveryError(f"Viber {method} answered HTTP {code}", retryable=code >= 500 or code in (408, 429),
-                                retry_after=_retry_after(response))  # fmt: skip
+                                retry_after=retry_after(response))  # fmt: skip
         try:
             answer = response.json()
         except ValueError:
@@ -308,11 +304,6 @@ class ViberApi:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "").strip()
-    return timedelta(seconds=int(value)) if value.isdigit() else None
 
 
 class ViberReplier:
