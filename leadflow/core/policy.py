@@ -95,6 +95,9 @@ class Principal:
     manager_id: int | None = None  # a user who is a manager
     address: str | None = None  # the client address of the request
     session_id: int | None = None
+    # The automations whose actions led here, outermost first: what it does is their doing, and a chain that
+    # would go on too long is stopped (services/automation.py).
+    cause: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -104,7 +107,7 @@ class Principal:
     def at(self, address: str | None) -> Principal:
         """This principal, asking from `address`."""
         return Principal(self.kind, self.name, self.id, self.grants, self.scope, self.manager_id, address,
-                         self.session_id)  # fmt: skip
+                         self.session_id, self.cause)  # fmt: skip
 
     def acting_for(self, person: str | None) -> Principal:
         """A key's principal, recorded as acting for the person an integration names ("key:crm for anna"); a
@@ -112,13 +115,18 @@ class Principal:
         if self.kind != "key" or not person:
             return self
         return Principal(self.kind, f"{self.name} for {person}", self.id, self.grants, self.scope, self.manager_id,
-                         self.address, self.session_id)  # fmt: skip
+                         self.address, self.session_id, self.cause)  # fmt: skip
 
     def roles(self) -> set[str]:
         return {g.role for g in self.grants}
 
 
 SYSTEM = Principal("system", "leadflow")
+
+
+def automation(key: str, cause: tuple[str, ...] = ()) -> Principal:
+    """leadflow acting for the trigger `key`, which fired because of the automations in `cause`."""
+    return Principal("system", f"automation:{key}", cause=(*cause, key))
 
 
 def actions_of(who: Principal) -> frozenset[Action]:

@@ -50,28 +50,40 @@ def send_reply(
         lead = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
         if lead is None:
             raise NotFound(f"lead {lead_id} does not exist")
-        via, address, last = _reply_route(conn, lead, channel)
-        _check_channel(conn, app, via, address, now)
-        in_reply_to = last.thread if last is not None and via == "email" else None
-        if via == "email" and subject is None:
-            subject = _reply_subject(last.subject if last is not None else None)
-        manager_id = who.manager_id if who.manager_id is not None else lead["manager_id"]
-        message_id = conn.execute(messages.insert().returning(messages.c.id).values(
-            lead_id=lead_id, channel=via, direction="out", address=address, kind="reply", subject=subject,
-            body=text, meta={"in_reply_to": in_reply_to} if in_reply_to else {}, status="queued",
-            manager_id=manager_id, actor=who.label, created_at=now, updated_at=now,
-        )).scalar_one()  # fmt: skip
-        event_id = add_event(conn, new_event(lead_id, "message.sent", now, who, channel=via, message_id=message_id,
-                                             text=text[:PREVIEW]))  # fmt: skip
-        enqueue(conn, [{"channel": "reply", "recipient": f"{via}:{address}", "subject": subject, "body": text,
-                        "event_id": event_id, "created_at": now,
-                        "payload": {"message_id": message_id, "lead_id": lead_id, "channel": via, "address": address,
-                                    "in_reply_to": in_reply_to}}])  # fmt: skip
-        queued = conn.execute(select(func.max(outbox.c.id)).where(outbox.c.event_id == event_id)).scalar()
-        conn.execute(update(messages).where(messages.c.id == message_id).values(outbox_id=queued))
-        contact = _count_as_contact(conn, app, lead_id, who, now)
-    return {"id": message_id, "lead_id": lead_id, "channel": via, "address": address, "status": "queued",
-            "contact": contact}  # fmt: skip
+        queued = queue_reply_in(conn, app, lead, text, now, who=who, channel=channel, subject=subject)
+        queued["contact"] = _count_as_contact(conn, app, lead_id, who, now)
+    return queued
+
+
+def queue_reply_in(
+    conn: Connection, app: Leadflow, lead: RowMapping, text: str, now: datetime, *, who: Principal,
+    channel: str | None = None, subject: str | None = None, kind: str = "reply",
+) -> dict[str, Any]:  # fmt: skip
+    """The message row, its event and its outbox row, in the caller's transaction; no contact is recorded.
+    `kind`: "reply" (a person wrote it) or "auto" (an automation's template). Conflict when the channel cannot
+    carry it now."""
+    lead_id = lead["id"]
+    via, address, last = _reply_route(conn, lead, channel)
+    _check_channel(conn, app, via, address, now)
+    in_reply_to = last.thread if last is not None and via == "email" else None
+    if via == "email" and subject is None:
+        subject = _reply_subject(last.subject if last is not None else None)
+    manager_id = who.manager_id if who.manager_id is not None else lead["manager_id"]
+    message_id = conn.execute(messages.insert().returning(messages.c.id).values(
+        lead_id=lead_id, channel=via, direction="out", address=address, kind=kind, subject=subject,
+        body=text, meta={"in_reply_to": in_reply_to} if in_reply_to else {}, status="queued",
+        manager_id=manager_id, actor=who.label, created_at=now, updated_at=now,
+    )).scalar_one()  # fmt: skip
+    extra = {"auto": True} if kind == "auto" else {}
+    event_id = add_event(conn, new_event(lead_id, "message.sent", now, who, channel=via, message_id=message_id,
+                                         text=text[:PREVIEW], **extra))  # fmt: skip
+    enqueue(conn, [{"channel": "reply", "recipient": f"{via}:{address}", "subject": subject, "body": text,
+                    "event_id": event_id, "created_at": now,
+                    "payload": {"message_id": message_id, "lead_id": lead_id, "channel": via, "address": address,
+                                "in_reply_to": in_reply_to}}])  # fmt: skip
+    queued = conn.execute(select(func.max(outbox.c.id)).where(outbox.c.event_id == event_id)).scalar()
+    conn.execute(update(messages).where(messages.c.id == message_id).values(outbox_id=queued))
+    return {"id": message_id, "lead_id": lead_id, "channel": via, "address": address, "status": "queued"}
 
 
 def _reply_route(conn: Connection, lead: RowMapping, channel: str | None) -> tuple[str, str, Row[Any] | None]:

@@ -30,6 +30,8 @@ def new_event(
     """An events row. `actor`: who made the change (a principal: "user:olena", "key:site form", with the client
     address of its request; or the process, "sla"). lead_id None: a change that is not a lead's (a manager, a key)."""
     if isinstance(actor, Principal):
+        if actor.cause:
+            data["automation"] = list(actor.cause)  # the chain of triggers that made this change
         return {"lead_id": lead_id, "type": type_, "actor": actor.label, "data": data, "at": at,
                 "address": actor.address}  # fmt: skip
     return {"lead_id": lead_id, "type": type_, "actor": actor, "data": data, "at": at, "address": address}

@@ -244,6 +244,7 @@ leads = Table(
     Column("won_units", Integer),
     Column("won_margin", Numeric(16, 2)),
     Column("lost_reason", Text),
+    Column("tags", JSON),  # labels the team's automations (or people) put on the lead
     UniqueConstraint("channel", "external_id"),
     Index("ix_leads_phone", "phone"),
     Index("ix_leads_email", "email"),
@@ -329,12 +330,21 @@ tasks = Table(
     Column("id", Id, primary_key=True),
     Column("lead_id", ForeignKey("leads.id"), index=True),
     Column("manager_id", ForeignKey("managers.id"), index=True),
-    Column("kind", String(30), nullable=False),
+    Column("kind", String(30), nullable=False),  # call, task
     Column("title", String(200), nullable=False),
-    Column("status", String(20), nullable=False),
+    Column("status", String(20), nullable=False),  # open, done, cancelled
     Column("due_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    Column("note", Text),
+    Column("reason", Text),  # why the task exists: the trigger and the event, the cadence's plan, or who set it
+    Column("actor", String(60)),  # who made it: "automation:review-after-win", "user:olena"
+    Column("source", String(60)),  # the trigger's key, "cadence", or "manual"
+    Column("follows_owner", Boolean, nullable=False, server_default=false()),  # moves with the lead to a new owner
+    Column("cadence_attempt", Integer),  # the call attempt of the cadence this task is
+    Column("closed_by", String(60)),
+    Column("updated_at", UTCDateTime),
+    Index("ix_tasks_manager_id_status_due_at", "manager_id", "status", "due_at"),
 )
 
 activities = Table(
@@ -360,8 +370,13 @@ events = Table(
     Column("data", JSON, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("address", String(64)),  # the client address of the request that made the change
+    # Set on every new event: the automations have yet to look at it (NULL once they have). The partial index keeps
+    # the waiting ones, a handful, however long the log grows.
+    Column("automate", Boolean, server_default=true()),
     # The audit: changes made by people and keys, by actor and time.
     Index("ix_events_actor_at", "actor", "at"),
+    Index("ix_events_automate", "id", sqlite_where=text("automate IS NOT NULL"),
+          postgresql_where=text("automate IS NOT NULL")),  # fmt: skip
 )
 
 # Deadlines are rows written with the change that caused them; the worker claims the due ones.
@@ -374,6 +389,7 @@ timers = Table(
     Column("due_at", UTCDateTime, nullable=False, index=True),
     Column("data", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("ref", String(80)),  # what an automation timer is for: its trigger, "task:<id>", "cadence"
 )
 
 # Outgoing notifications, written in the same transaction as the event that caused them.
@@ -542,4 +558,47 @@ channel_state = Table(
     Column("key", String(60), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A lead's call cadence: the policy it follows, the attempts made, and the task of the next one.
+cadences = Table(
+    "cadences",
+    metadata,
+    Column("lead_id", ForeignKey("leads.id"), primary_key=True),
+    Column("policy", String(60), nullable=False),
+    Column("state", String(20), nullable=False),  # running, stopped, exhausted
+    Column("attempts", JSON, nullable=False),  # the instants of the unanswered attempts, oldest first
+    Column("task_id", ForeignKey("tasks.id")),  # the open task of the next attempt
+    Column("next_at", UTCDateTime),
+    Column("reason", Text),  # why it stands where it does: the last plan, or why it stopped
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_cadences_state_next_at", "state", "next_at"),
+)
+
+# What a client did (opened an e-mail, clicked, booked a meeting), as an integration or a tracked link reported it.
+# Deduplicated by the reporter's own id; one that matches no client is kept with the reason.
+client_events = Table(
+    "client_events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("external_id", String(200), nullable=False, unique=True),
+    Column("type", String(40), nullable=False),
+    Column("lead_id", ForeignKey("leads.id"), index=True),
+    Column("outcome", String(20), nullable=False),  # attached, unmatched
+    Column("reason", Text),
+    Column("data", JSON, nullable=False),  # what was reported: the url, the page, the client's phone or e-mail
+    Column("at", UTCDateTime, nullable=False),  # when the client did it
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("actor", String(60)),
+)
+
+# Where the automations last saw each lead: a status or temperature change between two looks is an event to them.
+automation_seen = Table(
+    "automation_seen",
+    metadata,
+    Column("lead_id", ForeignKey("leads.id"), primary_key=True),
+    Column("status", String(60)),
+    Column("temperature", String(10)),
+    Column("score", Integer),
 )
