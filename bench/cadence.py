@@ -75,8 +75,17 @@ def run_planner(leads: Sequence[Lead]) -> tuple[float, list[Plan]]:
     clock = time.perf_counter
     t0 = clock()
     for phone_type, zone, attempts, now in leads:
-        keep(next_attempt(POLICY, phone_type=phone_type, client_tz=zone, team_tz=TEAM_TZ, team_closed=TEAM_CLOSED,
-                          attempts=attempts, now=now))  # fmt: skip
+        keep(
+            next_attempt(
+                POLICY,
+                phone_type=phone_type,
+                client_tz=zone,
+                team_tz=TEAM_TZ,
+                team_closed=TEAM_CLOSED,
+                attempts=attempts,
+                now=now,
+            )
+        )
     return clock() - t0, plans
 
 
@@ -140,8 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["", "total s", "µs per lead", "leads/s"],
         [
             ["next_attempt", f"{best:.3f}", f"{best / n * 1e6:.2f}", f"{n / best:,.0f}"],
-            ["next_attempt, first pass (empty caches)", f"{planner[0]:.3f}", f"{planner[0] / n * 1e6:.2f}",
-             f"{n / planner[0]:,.0f}"],  # fmt: skip
+            [
+                "next_attempt, first pass (empty caches)",
+                f"{planner[0]:.3f}",
+                f"{planner[0] / n * 1e6:.2f}",
+                f"{n / planner[0]:,.0f}",
+            ],
             ["baseline: one now.astimezone(zone)", f"{base:.3f}", f"{base / n * 1e6:.2f}", f"{n / base:,.0f}"],
         ],
         caption=f"next_attempt / baseline: {best / base:.1f}x. Target under {TARGET_S:g} s for {n:,} leads: "

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
@@ -105,6 +105,13 @@ class CadencePolicy(_Strict):
             if DAY_NAMES[index] not in names:
                 names.append(DAY_NAMES[index])
         return tuple(names)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:  # what was worked out from the old values must not outlive them
+            for name in ("window_minutes", "closed_weekdays", "_compiled"):
+                copy.__dict__.pop(name, None)
+        return copy
 
     @cached_property
     def window_minutes(self) -> tuple[int, int]:
@@ -214,7 +221,7 @@ class Plan:
 
 
 _Piece = tuple[datetime, datetime, date, int, str]
-_NO_TIMES: list[datetime] = []
+_NO_TIMES: tuple[datetime, ...] = ()
 
 
 @lru_cache(maxsize=16384)
@@ -276,7 +283,8 @@ def next_attempt(
     per_day, gap, gap_text = mobile if phone_type == "mobile" else landline
     if now.tzinfo is not UTC:
         now = _as_utc(now, "now")
-    earliest, waited, times = now, False, _NO_TIMES
+    earliest, waited = now, False
+    times: Sequence[datetime] = _NO_TIMES
     if made:
         times = sorted([a if a.tzinfo is UTC else _as_utc(a, "an attempt") for a in attempts])
         after_gap = times[-1] + gap
@@ -358,8 +366,12 @@ def _whys(
         elif kind == _AFTER:
             whys.append(f"{subject} is after the client's {window} ({client_tz})")
         elif kind == _FULL:
-            whys.append(", ".join(f"{calls} calls {'today' if day == today else 'on ' + _day_text(day)} already"
-                                  for day, calls in values))  # fmt: skip
+            whys.append(
+                ", ".join(
+                    f"{calls} calls {'today' if day == today else 'on ' + _day_text(day)} already"
+                    for day, calls in values
+                )
+            )
         elif kind == _TEAM_OFF:
             whys.append("the team does not work on " + ", ".join(DAY_NAMES[d] for d in values))
         elif kind == _NO_CALLS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -49,8 +50,15 @@ def plan(
     team_tz: str = KYIV,
     team_closed: frozenset[int] = OPEN,
 ) -> Plan:
-    return next_attempt(policy, phone_type=phone_type, client_tz=client_tz, team_tz=team_tz,
-                        team_closed=team_closed, attempts=attempts, now=now)  # fmt: skip
+    return next_attempt(
+        policy,
+        phone_type=phone_type,
+        client_tz=client_tz,
+        team_tz=team_tz,
+        team_closed=team_closed,
+        attempts=attempts,
+        now=now,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -90,7 +98,7 @@ def test_policy_reads_what_people_write() -> None:
     assert p.closed_days == ("sat", "sun") and p.closed_weekdays == {5, 6}
     assert p.holidays == (date(2026, 12, 25), date(2027, 1, 1))
     assert p.exhausted_status is None
-    assert CadencePolicy(key="x", closed_days="sat, sun").closed_days == ("sat", "sun")  # type: ignore[arg-type]
+    assert CadencePolicy(key="x", closed_days="sat, sun").closed_days == ("sat", "sun")
     assert CadencePolicy(key="x", window="00:00-24:00").window_minutes == (0, 1440)
     dumped = p.model_dump(mode="json")
     assert dumped["mobile"]["gap"] == "1h30m" and dumped["holidays"] == ["2026-12-25", "2027-01-01"]
@@ -117,6 +125,18 @@ def test_policy_reads_what_people_write() -> None:
 def test_policy_mistakes(data: dict[str, object], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         CadencePolicy.model_validate({"key": "p", **data})
+
+
+def test_policy_copy_works_out_its_values_again() -> None:
+    p = CadencePolicy(key="p")
+    now = local(KYIV, 2026, 11, 24, 9, 0)
+    assert plan(now, policy=p).at == local(KYIV, 2026, 11, 24, 10, 0)  # works out and keeps the window
+    earlier = p.model_copy(update={"window": "08:00-17:00", "attempts": 2})
+    assert earlier.window_minutes == (480, 1020)
+    assert plan(now, policy=earlier) == Plan(
+        now, 1, "attempt 1 of 2: now, inside the client's 08:00-17:00 (Europe/Kyiv)"
+    )
+    assert p.model_copy().window_minutes == (600, 1140)
 
 
 def test_policy_is_frozen() -> None:
@@ -308,16 +328,16 @@ def test_no_time_within_sixty_days() -> None:
     p = plan(local(KYIV, 2026, 11, 24, 20, 0), policy=CadencePolicy(key="p", holidays=holidays))
     assert p.at is None
     assert p.reason == "attempt 1 of 7: no calling time in the next 60 days: 60 holidays"
-    # The 61st day starts beyond the horizon of 60 days from now.
+    # 2027-01-23 10:00 is 59 days and 14 hours after now, and 60 days and an hour after 09:00 on the 24th.
     short = CadencePolicy(key="p", holidays=holidays[:-1])
-    assert plan(local(KYIV, 2026, 11, 24, 20, 0), policy=short).at is None
-    last_day = CadencePolicy(key="p", holidays=holidays[:-2])
-    assert plan(local(KYIV, 2026, 11, 24, 9, 0), policy=last_day).at == local(KYIV, 2027, 1, 23, 10, 0)
+    assert plan(local(KYIV, 2026, 11, 24, 20, 0), policy=short).at == local(KYIV, 2027, 1, 23, 10, 0)
+    assert plan(local(KYIV, 2026, 11, 24, 9, 0), policy=short).at is None
     long_gap = CadencePolicy(key="p", landline=AttemptLimits(per_day=2, gap=timedelta(days=61)))
     last = local(KYIV, 2026, 11, 24, 12, 0)
     p = plan(last, [last], policy=long_gap, phone_type="landline")
-    assert p == Plan(None, 2, "attempt 2 of 7: no calling time in the next 60 days: the gap of 61d after the last "
-                     "one ends later")  # fmt: skip
+    assert p == Plan(
+        None, 2, "attempt 2 of 7: no calling time in the next 60 days: the gap of 61d after the last one ends later"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -329,7 +349,9 @@ def test_client_far_east_of_the_team() -> None:
     now = local(KYIV, 2026, 11, 24, 6, 0)  # 09:00 in Almaty
     p = plan(now, client_tz=ALMATY, team_closed=WEEKEND)
     assert p.at == local(ALMATY, 2026, 11, 24, 10, 0) == local(KYIV, 2026, 11, 24, 7, 0)
-    assert p.reason == "attempt 1 of 7: today at 10:00 client time: now is before the client's 10:00-19:00 (Asia/Almaty)"
+    assert (
+        p.reason == "attempt 1 of 7: today at 10:00 client time: now is before the client's 10:00-19:00 (Asia/Almaty)"
+    )
     # 17:00 in Kyiv is 20:00 in Almaty: the client's window is over although the team is at work.
     assert plan(local(KYIV, 2026, 11, 24, 17, 0), client_tz=ALMATY).at == local(ALMATY, 2026, 11, 25, 10, 0)
 
@@ -340,9 +362,7 @@ def test_closed_days_are_the_teams_weekdays() -> None:
     p = plan(friday, client_tz=NEW_YORK, team_closed=WEEKEND)
     # Sunday 17:00 in New York is Monday 00:00 in Kyiv: the first time whose Kyiv weekday is open.
     assert p.at == local(NEW_YORK, 2026, 11, 29, 17, 0) == local(KYIV, 2026, 11, 30, 0, 0)
-    assert p.reason == (
-        "attempt 1 of 7: on sun 2026-11-29 at 17:00 client time: the team does not work on sat, sun"
-    )
+    assert p.reason == ("attempt 1 of 7: on sun 2026-11-29 at 17:00 client time: the team does not work on sat, sun")
     # Friday 16:30 in New York is 23:30 Friday in Kyiv: open.
     friday_afternoon = local(NEW_YORK, 2026, 11, 27, 16, 30)
     assert plan(friday_afternoon, client_tz=NEW_YORK, team_closed=WEEKEND).at == friday_afternoon
@@ -375,7 +395,9 @@ def test_window_start_in_the_spring_gap() -> None:
     early = CadencePolicy(key="p", window="03:30-19:00")
     p = plan(utc(2026, 3, 29, 0, 0), policy=early)  # 02:00 local, before the gap
     assert p.at == utc(2026, 3, 29, 1, 0)  # 04:00 local: the first real instant after 03:30, which never happens
-    assert p.reason == "attempt 1 of 7: today at 04:00 client time: now is before the client's 03:30-19:00 (Europe/Kyiv)"
+    assert (
+        p.reason == "attempt 1 of 7: today at 04:00 client time: now is before the client's 03:30-19:00 (Europe/Kyiv)"
+    )
     # The day before and after, 03:30 is 03:30.
     assert plan(utc(2026, 3, 28, 0, 0), policy=early).at == local(KYIV, 2026, 3, 28, 3, 30) == utc(2026, 3, 28, 1, 30)
     assert plan(utc(2026, 3, 30, 0, 0), policy=early).at == local(KYIV, 2026, 3, 30, 3, 30) == utc(2026, 3, 30, 0, 30)
@@ -407,18 +429,21 @@ def test_gap_across_the_fall_back_hour_is_real_time() -> None:
         attempts.append(p.at)
         now = p.at
     assert attempts == [utc(2026, 10, 24, 21) + i * H for i in range(7)]
-    # Four of them fall on local 03:00-04:00 or just after: the hour that happens twice.
+    # Two of them are at 03:00 local: the hour that happens twice.
     kyiv = ZoneInfo(KYIV)
-    assert [f"{a.astimezone(kyiv):%H:%M}" for a in attempts] == ["00:00", "01:00", "02:00", "03:00", "03:00",
-                                                                    "04:00", "05:00"]  # fmt: skip
+    assert [f"{a.astimezone(kyiv):%H:%M}" for a in attempts] == [
+        "00:00", "01:00", "02:00", "03:00", "03:00", "04:00", "05:00",
+    ]  # fmt: skip
 
 
 def test_calls_a_day_on_the_long_day() -> None:
     # The fall-back day has 25 hours; its calls are counted from local midnight to local midnight.
     all_day = CadencePolicy(key="p", window="00:00-24:00", mobile=AttemptLimits(per_day=2, gap=H))
-    attempts = [utc(2026, 10, 24, 21, 0), utc(2026, 10, 25, 21, 30)]  # 00:00 and 23:30 local on the 25th
-    p = plan(utc(2026, 10, 25, 21, 40), attempts, policy=all_day)
-    assert p.at == local(KYIV, 2026, 10, 26, 0, 30)  # 23:30 + 1h
+    attempts = [utc(2026, 10, 24, 21, 0), utc(2026, 10, 25, 20, 0)]  # 00:00 and 22:00 local on the 25th
+    p = plan(utc(2026, 10, 25, 20, 5), attempts, policy=all_day)
+    # Not 21:00 UTC, 24 hours after local midnight: that is still 23:00 on the 25th.
+    assert p.at == local(KYIV, 2026, 10, 26, 0, 0) == utc(2026, 10, 25, 22, 0)
+    assert p.reason == "attempt 3 of 7: tomorrow at 00:00 client time: 2 calls today already"
     assert plan(utc(2026, 10, 25, 0, 0), [attempts[0]], policy=all_day).at == utc(2026, 10, 25, 0, 0)
 
 
@@ -429,7 +454,7 @@ def test_calls_a_day_on_the_long_day() -> None:
 def in_window(at: datetime, zone: ZoneInfo, start: int, end: int) -> bool:
     """Wall time inside [start, end); in the second pass of an autumn hour, compare instants with the first pass."""
     t = at.astimezone(zone)
-    minute = t.hour * 60 + t.minute + (t.second > 0 or t.microsecond > 0) * 0
+    minute = t.hour * 60 + t.minute
     if not t.fold:
         return start <= minute < end
     day = t.date()
@@ -454,7 +479,7 @@ def check_attempts(
         team_day = a.astimezone(team)
         assert team_day.weekday() not in team_closed | policy.closed_weekdays
         assert team_day.date() not in policy.holidays
-    for before, after in zip(attempts, attempts[1:], strict=False):
+    for before, after in pairwise(attempts):
         assert after - before >= limits.gap
     per_day = Counter(a.astimezone(client).date() for a in attempts)
     assert max(per_day.values()) <= limits.per_day
@@ -472,8 +497,15 @@ def drive(
     plans: list[Plan] = []
     now = start
     for _ in range(policy.attempts + 1):
-        p = next_attempt(policy, phone_type=phone_type, client_tz=client_tz, team_tz=team_tz,
-                         team_closed=team_closed, attempts=attempts, now=now)  # fmt: skip
+        p = next_attempt(
+            policy,
+            phone_type=phone_type,
+            client_tz=client_tz,
+            team_tz=team_tz,
+            team_closed=team_closed,
+            attempts=attempts,
+            now=now,
+        )
         plans.append(p)
         if p.at is None:
             break
@@ -565,15 +597,15 @@ def valid(
     team: ZoneInfo,
     closed: frozenset[int],
     attempts: Sequence[datetime],
+    calls: Counter[date],
 ) -> bool:
-    """Every condition a planned time must meet, checked one by one in local time."""
+    """Every condition a planned time must meet, checked one by one in local time (`calls`: attempts per client date)."""
     start, end = policy.window_minutes
     if not in_window(t, client, start, end):
         return False
     if attempts and t < max(attempts) + limits.gap:
         return False
-    day = t.astimezone(client).date()
-    if sum(1 for a in attempts if a.astimezone(client).date() == day) >= limits.per_day:
+    if calls[t.astimezone(client).date()] >= limits.per_day:
         return False
     team_day = t.astimezone(team)
     return team_day.weekday() not in closed and team_day.date() not in policy.holidays
@@ -599,8 +631,15 @@ def test_plan_meets_every_rule_and_is_the_earliest(
     offsets: list[int],
 ) -> None:
     attempts = [now - timedelta(minutes=m) for m in offsets]  # earlier attempts, in any order
-    p = next_attempt(policy, phone_type=phone_type, client_tz=client_tz, team_tz=team_tz, team_closed=team_closed,
-                     attempts=attempts, now=now)  # fmt: skip
+    p = next_attempt(
+        policy,
+        phone_type=phone_type,
+        client_tz=client_tz,
+        team_tz=team_tz,
+        team_closed=team_closed,
+        attempts=attempts,
+        now=now,
+    )
     if len(attempts) >= policy.attempts:
         assert p == Plan(None, len(attempts), f"all {policy.attempts} attempts made")
         return
@@ -609,20 +648,21 @@ def test_plan_meets_every_rule_and_is_the_earliest(
     limits = policy.mobile if phone_type == "mobile" else policy.landline
     client, team = ZoneInfo(client_tz), ZoneInfo(team_tz)
     closed = team_closed | policy.closed_weekdays
+    calls = Counter(a.astimezone(client).date() for a in attempts)
     if p.at is None:
         assert "no calling time in the next 60 days" in p.reason
         return
     assert p.at.tzinfo is UTC
     assert now <= p.at < now + timedelta(days=60)
-    assert valid(p.at, policy, limits, client, team, closed, attempts)
+    assert valid(p.at, policy, limits, client, team, closed, attempts, calls)
     # Nothing earlier would do: the earliest allowed instant itself, then every whole minute up to the plan
     # (every boundary of the rules is a whole minute), for plans up to four days out.
-    earliest = max([now, *(a + limits.gap for a in attempts[:1] and [max(attempts)])])
+    earliest = max(now, max(attempts) + limits.gap) if attempts else now
     if p.at > earliest and p.at - earliest <= timedelta(days=4):
-        assert not valid(earliest, policy, limits, client, team, closed, attempts)
+        assert not valid(earliest, policy, limits, client, team, closed, attempts, calls)
         minute = earliest.replace(second=0, microsecond=0) + timedelta(minutes=1)
         while minute < p.at:
-            assert not valid(minute, policy, limits, client, team, closed, attempts), minute
+            assert not valid(minute, policy, limits, client, team, closed, attempts, calls), minute
             minute += timedelta(minutes=1)
     elif p.at == earliest:
         assert p.reason.endswith(f"inside the client's {policy.window} ({client_tz})")
@@ -657,7 +697,10 @@ def test_driving_makes_every_attempt_by_the_rules(
 
 
 def test_zone_from_a_ukrainian_mobile() -> None:
-    assert client_timezone("+380671234567", None, "UTC") == ("Europe/Kyiv", "Europe/Kyiv, from the phone number's region")
+    assert client_timezone("+380671234567", None, "UTC") == (
+        "Europe/Kyiv",
+        "Europe/Kyiv, from the phone number's region",
+    )
 
 
 def test_region_with_many_zones_takes_the_fallback_among_them() -> None:
@@ -670,7 +713,10 @@ def test_region_with_many_zones_takes_the_fallback_among_them() -> None:
 
 
 def test_own_zone_wins() -> None:
-    assert client_timezone("+380671234567", " Asia/Tokyo ", "UTC") == ("Asia/Tokyo", "Asia/Tokyo, the lead's own time zone")
+    assert client_timezone("+380671234567", " Asia/Tokyo ", "UTC") == (
+        "Asia/Tokyo",
+        "Asia/Tokyo, the lead's own time zone",
+    )
 
 
 @pytest.mark.parametrize("own", ["Mars/Olympus", "", "   ", "../etc/passwd"])
