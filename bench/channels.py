@@ -145,7 +145,8 @@ async def drive(url: str, target: Target, rate: float, seconds: float, offset: i
             tasks.append(asyncio.create_task(one(i, due)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    return {"sent": total, "seconds": elapsed, "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+    return {"sent": total, "seconds": elapsed, "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+            "p99_ms": percentile(latencies, 99),
             "max_ms": max(latencies, default=float("nan")), "over_50ms": sum(1 for v in latencies if v > 50),
             "statuses": statuses, "errors": errors,
             "load": round(os.getloadavg()[0], 2)}  # fmt: skip

@@ -312,10 +312,11 @@ def _demo_senders() -> dict[str, Any]:
 def run_worker(
     rules: RulesOption = None,
     database: DbOption = None,
-    drain: Annotated[bool, typer.Option(help="Escalate what is due now, then exit.")] = False,
+    drain: Annotated[bool, typer.Option(help="Escalate and automate what is due now, then exit.")] = False,
     batch: Annotated[int, typer.Option(help="Deadlines claimed per transaction.")] = 100,
 ) -> None:
-    """Act on passed first-contact deadlines and deliver notifications (several may run on PostgreSQL)."""
+    """Act on passed first-contact deadlines, run the automations and deliver notifications (several may run on
+    PostgreSQL)."""
     import logging
     import signal
 
@@ -329,6 +330,8 @@ def run_worker(
     _warn_about_notifications(w.notification_reach())
     if drain:
         console.print(f"escalated {w.drain()} lead(s)")
+        read, fired, timed = w.drain_automations()
+        console.print(f"automations: {read} event(s) read, {fired} trigger(s) fired, {timed} timer(s) due")
         return
     signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
     threads = w.start()
@@ -557,6 +560,9 @@ def _register_account_commands() -> None:
     from leadflow.cli_channels import channels_app
 
     app.add_typer(channels_app, name="channels")
+    from leadflow.cli_tasks import tasks_app
+
+    app.add_typer(tasks_app, name="tasks")
 
 
 _register_account_commands()

@@ -1,4 +1,5 @@
-"""The worker: acts on passed first-contact deadlines and delivers the outbox. Every bit of state is in the database.
+"""The worker: acts on passed first-contact deadlines, runs the automations and delivers the outbox. Every bit of
+state is in the database.
 
 On SQLite one worker runs (inside `leadflow serve` by default). On PostgreSQL any number run on any hosts: each
 claims its deadlines with SKIP LOCKED, so each escalation happens exactly once.
@@ -16,6 +17,7 @@ from leadflow.channels.inbound.ports import Poller
 from leadflow.channels.inbound.registry import ReplySender, pollers_from_config, repliers_from_config
 from leadflow.channels.redact import hide_in_logs, secrets_of
 from leadflow.channels.senders import Sender, senders_from_config
+from leadflow.services.automation import fire_due, next_timer_at, process_events
 from leadflow.services.channel_state import poller_services
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
@@ -74,6 +76,16 @@ class Worker:
             if moved == 0:
                 return total
 
+    def drain_automations(self) -> tuple[int, int, int]:
+        """Read every waiting event and fire every due timer now; returns (events read, triggers fired, timers)."""
+        read = fired = timed = 0
+        while True:
+            step = process_events(self.app, self.clock(), limit=self.batch * 5)
+            due = fire_due(self.app, self.clock(), limit=self.batch)
+            read, fired, timed = read + step.events, fired + step.fired + due.fired, timed + due.timers
+            if not step.events and not due.timers:
+                return read, fired, timed
+
     def run_escalations(self) -> None:
         """Until stopped: act on due deadlines, then sleep until the next one (never longer than the poll)."""
         # SQLite has one writer at a time and no queue: a waiting intake polls for the lock, and a worker that takes
@@ -99,6 +111,24 @@ class Worker:
                 wait = min(wait, max((upcoming - self.clock()).total_seconds(), 0.0))
             self.stop.wait(wait)
 
+    def run_automations(self) -> None:
+        """Until stopped: read new events and fire the triggers, then the due delayed actions and overdue tasks."""
+        while not self.stop.is_set():
+            try:
+                read = process_events(self.app, self.clock(), limit=self.batch * 5)
+                timed = fire_due(self.app, self.clock(), limit=self.batch)
+                if read.events or timed.timers:
+                    continue  # more may be waiting
+                upcoming = next_timer_at(self.app)
+            except Exception:
+                log.exception("automation round failed; retrying in 1 s")
+                self.stop.wait(1.0)
+                continue
+            wait = self.poll_seconds
+            if upcoming is not None:
+                wait = min(wait, max((upcoming - self.clock()).total_seconds(), 0.0))
+            self.stop.wait(wait)
+
     def run_deliveries(self) -> None:
         while not self.stop.is_set():
             try:
@@ -113,10 +143,11 @@ class Worker:
                 self.stop.wait(self.poll_seconds * 2)
 
     def start(self) -> list[threading.Thread]:
-        """Run both loops in daemon threads (used by `leadflow serve` and the tests)."""
+        """Run the loops in daemon threads (used by `leadflow serve` and the tests)."""
         threads = [
             threading.Thread(target=self.run_escalations, name="leadflow-escalations", daemon=True),
             threading.Thread(target=self.run_deliveries, name="leadflow-deliveries", daemon=True),
+            threading.Thread(target=self.run_automations, name="leadflow-automations", daemon=True),
             *(threading.Thread(target=p.run, args=(self.stop,), name=f"leadflow-{p.name}", daemon=True)
               for p in self.pollers),
         ]  # fmt: skip

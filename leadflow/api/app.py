@@ -6,6 +6,9 @@ from fastapi import FastAPI
 
 from leadflow import __version__
 from leadflow.api import accounts, assign, channels, clients, desk, docs, health, intake, leads, people, sla, webhooks
+from leadflow.api import client_events as client_events_api
+from leadflow.api import tasks as tasks_api
+from leadflow.api import tracking as tracking_api
 from leadflow.api.auth import Authenticator, public
 from leadflow.api.cors import Cors
 from leadflow.api.errors import ALWAYS, BodyLimit, CatchAll, install_error_handlers
@@ -15,7 +18,7 @@ from leadflow.api.security import SecurityHeaders
 from leadflow.channels.redact import hide_in_logs
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
-from leadflow.web import admin_pages, desk_pages, login, outbox_pages, rules_pages, team_pages, work
+from leadflow.web import admin_pages, desk_pages, login, outbox_pages, rules_pages, task_pages, team_pages, work
 from leadflow.web.live import LiveHub
 
 
@@ -49,6 +52,9 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(accounts.router)
     api.include_router(clients.router)
     api.include_router(channels.router)
+    api.include_router(client_events_api.router)
+    api.include_router(tracking_api.router)
+    api.include_router(tasks_api.router)
     for hook in webhooks.ROUTERS:
         api.include_router(hook)
     api.include_router(login.router)
@@ -58,6 +64,7 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(admin_pages.router)
     api.include_router(team_pages.router)
     api.include_router(desk_pages.router)
+    api.include_router(task_pages.router)
     api.include_router(docs.router)
     api.mount(docs.STATIC_URL, docs.static_files(), name="static")
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds)

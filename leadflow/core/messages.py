@@ -13,6 +13,8 @@ The context is a plain dict. Keys the built-in templates use, all optional (miss
 - ``due_at_local``: the first-contact deadline, already formatted in the recipient's time zone
 - ``link``: the lead's page; ``reason``: why a lead went unassigned; ``team_name``
 - ``message``: what the client wrote in a repeated request; ``contacted_by``: who reached the client
+- ``task``: ``title``, ``due_at_local`` of an overdue task; ``text``: an automation's own words (its `notify`),
+  the subject
 - ``event_type`` is always set by :func:`render`.
 
 Pure: no I/O, no clock.
@@ -63,6 +65,8 @@ CONTEXT_KEYS = (
     "waited",
     "message",
     "contacted_by",
+    "task",
+    "text",
 )
 
 
@@ -211,6 +215,24 @@ _BUILTIN["lead.contacted_by_other"] = {
     "{% if lead.name %}: {{ lead.name }}{% endif %}\n"
     "Лид за тобой, отсчёт до первого контакта остановлен. Договорись с коллегой о дальнейших шагах."
     "{% if reason %}\n{{ reason }}{% endif %}\n\n" + _DETAILS["ru"] + _LINK,
+}
+
+_BUILTIN["task.overdue"] = {
+    "en": "Overdue task{% if task %}: {{ task.title }}{% endif %}{% if lead.id %} (lead #{{ lead.id }}){% endif %}\n"
+    "The task was due{% if task and task.due_at_local %} at {{ task.due_at_local }}{% endif %} and is still open. "
+    "Do it now, or mark it done.\n\n" + _DETAILS["en"] + _LINK,
+    "uk": "Прострочене завдання{% if task %}: {{ task.title }}{% endif %}{% if lead.id %} (лід #{{ lead.id }}){% endif %}\n"
+    "Строк завдання{% if task and task.due_at_local %}: {{ task.due_at_local }}{% endif %}, а воно досі відкрите. "
+    "Виконай його зараз або познач виконаним.\n\n" + _DETAILS["uk"] + _LINK,
+    "ru": "Просроченная задача{% if task %}: {{ task.title }}{% endif %}{% if lead.id %} (лид #{{ lead.id }}){% endif %}\n"
+    "Срок задачи{% if task and task.due_at_local %}: {{ task.due_at_local }}{% endif %}, а она всё ещё открыта. "
+    "Выполни её сейчас или отметь выполненной.\n\n" + _DETAILS["ru"] + _LINK,
+}
+# An automation's `notify`: its own words first, then the lead.
+_BUILTIN["automation.notice"] = {
+    "en": "{{ text or 'Leadflow' }}{% if lead.id %} (lead #{{ lead.id }}){% endif %}\n" + _DETAILS["en"] + _LINK,
+    "uk": "{{ text or 'Leadflow' }}{% if lead.id %} (лід #{{ lead.id }}){% endif %}\n" + _DETAILS["uk"] + _LINK,
+    "ru": "{{ text or 'Leadflow' }}{% if lead.id %} (лид #{{ lead.id }}){% endif %}\n" + _DETAILS["ru"] + _LINK,
 }
 
 # For event types without a template of their own: say what happened and show the lead.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -19,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from leadflow.core.automation import SETTABLE_FIELDS, Automations, ReplyTemplate, find_loop, template_problem
+from leadflow.core.cadence import CadencePolicy
 from leadflow.core.lead import LEAD_FIELDS, CleanLead
 from leadflow.core.messages import check_overrides
 from leadflow.core.schedule import WorkingHours, format_duration, parse_duration, parse_working_hours
@@ -591,6 +594,12 @@ class RulesFile(_Strict):
         min_length=1,
         description="Why a lead can be lost: the list a manager picks from when closing a lead as lost.",
     )
+    automations: Automations = Automations()
+    cadences: tuple[CadencePolicy, ...] = Field((), description="Call cadences: how many attempts, when, how often.")
+    roles: dict[str, tuple[Key, ...]] = Field(
+        default_factory=dict, description="Who does what beyond selling: role -> manager keys (tasks go to a role)."
+    )
+    reply_templates: tuple[ReplyTemplate, ...] = Field((), description="Messages to clients, sent by automations.")
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> RulesFile:
@@ -668,6 +677,7 @@ class RulesFile(_Strict):
                     (("sla", "overrides", i, "team"), f"sla override names team {o.team!r}, which is not declared")
                 )
         problems += [(("templates",), p) for p in check_overrides(self.templates)]
+        problems += self._automation_problems(managers, teams)
         # Every schedule is parsed here, so a typo fails at load time, not at the first lead.
         for i, m in enumerate(self.managers):
             if m.team in teams:
@@ -676,6 +686,75 @@ class RulesFile(_Strict):
                 except ValueError as exc:
                     problems.append((("managers", i, "hours"), str(exc)))
         return problems
+
+    def _automation_problems(self, managers: set[str], teams: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Triggers, cadences, roles and reply templates: every name they use exists, every template renders, and
+        no trigger sets itself off again through others."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        statuses = {s.key: s.outcome for s in self.funnel}
+        for role, members in self.roles.items():
+            for key in members:
+                if key not in managers:
+                    problems.append((("roles", role), f"role {role!r} names manager {key!r}, who is not declared"))
+        for i, c in enumerate(self.cadences):
+            if c.exhausted_status is not None and c.exhausted_status not in statuses:
+                problems.append((("cadences", i, "exhausted_status"),
+                                 f"cadence {c.key!r} ends in status {c.exhausted_status!r}, which is not in the funnel"))  # fmt: skip
+            for t in c.teams:
+                if t not in teams:
+                    problems.append((("cadences", i, "teams"), f"cadence {c.key!r} names team {t!r}, not declared"))
+        templates = {t.key for t in self.reply_templates}
+        for i, reply in enumerate(self.reply_templates):
+            for part, source in (("text", reply.text), ("subject", reply.subject)):
+                if source is not None and (problem := template_problem(source)):
+                    problems.append((("reply_templates", i, part), f"reply template {reply.key!r}: {problem}"))
+        cadences = {c.key for c in self.cadences}
+        seen: set[str] = set()
+        for i, trigger in enumerate(self.automations.triggers):
+            at: tuple[str | int, ...] = ("automations", "triggers", i)
+            if trigger.key in seen:
+                problems.append(((*at, "key"), f"key {trigger.key!r} is used twice"))
+            seen.add(trigger.key)
+            for status in trigger.when.statuses:
+                if status not in statuses:
+                    problems.append(((*at, "when"), f"trigger {trigger.key!r} waits for status {status!r}, which "
+                                     "is not in the funnel"))  # fmt: skip
+            for problem in trigger.check.problems():
+                problems.append(((*at, "if"), f"trigger {trigger.key!r}: {problem}"))
+            for j, step in enumerate(trigger.then):
+                where = (*at, "then", j, step.action)
+                for problem in self._step_problems(step, statuses, managers, templates, cadences):
+                    problems.append((where, f"trigger {trigger.key!r}: {problem}"))
+        outcomes = dict(statuses)
+        ends: dict[str | None, str | None] = {c.key: c.exhausted_status for c in self.cadences}
+        ends[None] = self.cadences[0].exhausted_status if self.cadences else "lost"
+        loop = find_loop(self.automations.triggers, outcomes, ends)
+        if loop:
+            problems.append((("automations", "triggers"), "these triggers set each other off without end: "
+                             + " → ".join(loop) + "; change a condition or an action so the chain stops"))  # fmt: skip
+        return problems
+
+    def _step_problems(self, step: Any, statuses: Mapping[str, Any], managers: set[str], templates: set[str],
+                       cadences: set[str]) -> list[str]:  # fmt: skip
+        found: list[str] = []
+        for who in (step.task.assignee if step.task else None, step.notify.to if step.notify else None):
+            if who and who.startswith("role:") and who[5:] not in self.roles:
+                found.append(f"role {who[5:]!r} is not declared under roles")
+            if who and who.startswith("manager:") and who[8:] not in managers:
+                found.append(f"manager {who[8:]!r} is not declared")
+        for source in (step.task.title if step.task else None, step.notify.text if step.notify else None):
+            if source is not None and (problem := template_problem(source)):
+                found.append(problem)
+        if step.status is not None and step.status.to not in statuses:
+            found.append(f"status {step.status.to!r} is not in the funnel")
+        if step.reply is not None and step.reply not in templates:
+            found.append(f"reply template {step.reply!r} is not declared under reply_templates")
+        for name in step.set or {}:
+            if name not in SETTABLE_FIELDS and not _is_extra(name):
+                found.append(f"set: {name!r} cannot be set; use {', '.join(SETTABLE_FIELDS)} or extra.<name>")
+        if step.cadence is not None and step.cadence.policy is not None and step.cadence.policy not in cadences:
+            found.append(f"cadence {step.cadence.policy!r} is not declared under cadences")
+        return found
 
     @cached_property
     def open_statuses(self) -> frozenset[str]:

@@ -25,6 +25,7 @@ from leadflow.core.policy import Action, Principal
 from leadflow.core.rules import RulesFile
 from leadflow.services.access import guard_lead
 from leadflow.services.context import Leadflow
+from leadflow.services.sla import SLA_TIMERS
 from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import lock_client, lock_lead
 from leadflow.store.matching import find_matches
@@ -305,7 +306,7 @@ def _close(conn: Connection, app: Leadflow, row: RowMapping, status: str, values
         values.update(sla_state="stopped", sla_due_at=None)  # closed before first contact: reports see why
     values["queue"] = None
     # A closed lead waits for nothing: its first-contact clock, desk deadline or opening go with it.
-    conn.execute(delete(timers).where(timers.c.lead_id == row["id"]))
+    conn.execute(delete(timers).where(timers.c.lead_id == row["id"], timers.c.kind.in_(SLA_TIMERS)))
 
 
 def give_owner(conn: Connection, conversion: Conversion, manager_id: int) -> None:

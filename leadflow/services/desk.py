@@ -43,7 +43,7 @@ from leadflow.services.conversion import (
     move_deals,
 )
 from leadflow.services.intake import assign_existing, desk_team, route_now
-from leadflow.services.sla import DESK
+from leadflow.services.sla import DESK, SLA_TIMERS
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import Actor, append_events, new_event
 from leadflow.store.lead_rows import lead_row_to_clean, lock_lead
@@ -147,7 +147,7 @@ def junk_at_desk(app: Leadflow, lead_id: int, now: datetime, *, reason: str, who
             .where(leads.c.id == lead_id)
             .values(status="junk", junk_reason=reason, queue=None, updated_at=now)
         )
-        conn.execute(delete(timers).where(timers.c.lead_id == lead_id))
+        conn.execute(delete(timers).where(timers.c.lead_id == lead_id, timers.c.kind.in_(SLA_TIMERS)))
         append_events(conn, [
             new_event(lead_id, "lead.junked", now, actor, reason=reason, by="desk"),
             _left_desk(conn, app, row, now, actor, "junk"),
@@ -261,7 +261,7 @@ def hand_to(
     decision = by_hand(target, lead_row_to_clean(row), now, reason)
     if row["manager_id"] is not None:
         add_load(conn, row["manager_id"], -1, row["budget"])
-    conn.execute(delete(timers).where(timers.c.lead_id == row["id"]))
+    conn.execute(delete(timers).where(timers.c.lead_id == row["id"], timers.c.kind.in_(SLA_TIMERS)))
     assign_existing(conn, app, row, now, kind="manual", decision=decision, clock=clock)
     return decision
 

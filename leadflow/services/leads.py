@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from leadflow.core.policy import Action, Principal
@@ -157,34 +158,44 @@ def set_status(
             raise InvalidInput(sale.problems())
     with app.engine.begin() as conn:
         guard_lead(conn, who, lead_id, Action.LEAD_WORK)
-        row = lock_lead(conn, lead_id)
-        old = row["status"]
-        if old == status:
-            return {"id": lead_id, "status": status}
-        was_open = old in app.rules.open_statuses
-        now_open = status in app.rules.open_statuses
-        if row["manager_id"] is not None and was_open != now_open:
-            add_load(conn, row["manager_id"], +1 if now_open else -1, row["budget"])
-        outcome = statuses[status].outcome
-        if row["manager_id"] is not None and outcome is not None and statuses[old].outcome is None:
-            record_result(conn, row["manager_id"], closed=True, won=outcome == "won")
-        values: dict[str, Any] = {"status": status, "updated_at": now}
-        if status == "junk":
-            values["junk_reason"] = reason
-        if outcome == "lost":
-            values["lost_reason"] = reason
-        if sale is not None:
-            values.update(won_amount=sale.amount, won_units=sale.units, won_margin=sale.margin)
-        if not now_open and row["sla_state"] == "running":
-            # Closed before anyone made contact: the clock stops, and reports see why.
-            stop_clock(conn, lead_id)
-            values.update(sla_state="stopped", sla_due_at=None)
-        conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
-        sold: dict[str, Any] = {} if sale is None else {"amount": _number(sale.amount), "units": sale.units,
-                                        "margin": _number(sale.margin)}  # fmt: skip
-        change = new_event(lead_id, "lead.status_changed", now, who, old=old, new=status, reason=reason, **sold)
-        append_events(conn, [change])
+        return set_status_in(conn, app, lock_lead(conn, lead_id), status, now, who=who, reason=reason, sale=sale)
+
+
+def set_status_in(
+    conn: Connection, app: Leadflow, row: RowMapping, status: str, now: datetime, *, who: Principal,
+    reason: str | None = None, sale: Sale | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """set_status() on a locked lead row, in the caller's transaction (an automation changes a status with the
+    rest of what it does)."""
+    statuses = {s.key: s for s in app.rules.funnel}
+    lead_id = row["id"]
+    old = row["status"]
+    if old == status:
         return {"id": lead_id, "status": status}
+    was_open = old in app.rules.open_statuses
+    now_open = status in app.rules.open_statuses
+    if row["manager_id"] is not None and was_open != now_open:
+        add_load(conn, row["manager_id"], +1 if now_open else -1, row["budget"])
+    outcome = statuses[status].outcome
+    if row["manager_id"] is not None and outcome is not None and statuses[old].outcome is None:
+        record_result(conn, row["manager_id"], closed=True, won=outcome == "won")
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == "junk":
+        values["junk_reason"] = reason
+    if outcome == "lost":
+        values["lost_reason"] = reason
+    if sale is not None:
+        values.update(won_amount=sale.amount, won_units=sale.units, won_margin=sale.margin)
+    if not now_open and row["sla_state"] == "running":
+        # Closed before anyone made contact: the clock stops, and reports see why.
+        stop_clock(conn, lead_id)
+        values.update(sla_state="stopped", sla_due_at=None)
+    conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
+    sold: dict[str, Any] = {} if sale is None else {"amount": _number(sale.amount), "units": sale.units,
+                                    "margin": _number(sale.margin)}  # fmt: skip
+    change = new_event(lead_id, "lead.status_changed", now, who, old=old, new=status, reason=reason, **sold)
+    append_events(conn, [change])
+    return {"id": lead_id, "status": status}
 
 
 def _number(value: Decimal | None) -> str | None:

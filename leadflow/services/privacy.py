@@ -14,6 +14,7 @@ keep their words with the client's values cut out. The event log is append-only 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from leadflow.store.tables import (
     activities,
     assignments,
     channel_events,
+    client_events,
     companies,
     contacts,
     deals,
@@ -191,7 +193,8 @@ def erase_client(conn: Connection, client: Client, now: datetime, actor: Actor) 
                               lambda r: {"name": ERASED, "name_key": "", "block_key": ""}),
         "deals": _rewrite(conn, deals, _rows(conn, deals, _deals_of(lead_ids, contact_ids)),
                           lambda r: {"title": ERASED}),
-        "tasks": _rewrite(conn, tasks, _rows(conn, tasks, tasks.c.lead_id.in_(lead_ids)), lambda r: {"title": ERASED}),
+        "tasks": _rewrite(conn, tasks, _rows(conn, tasks, tasks.c.lead_id.in_(lead_ids)),
+                          lambda r: {"title": ERASED, "note": _blank(r["note"]), "reason": _redacted(r["reason"], terms)}),
         "activities": _rewrite(conn, activities, _rows(conn, activities, activities.c.lead_id.in_(lead_ids)),
                                lambda r: {"note": _blank(r["note"])}),
         "assignments": _rewrite(conn, assignments, _rows(conn, assignments, assignments.c.lead_id.in_(lead_ids)),
@@ -206,6 +209,9 @@ def erase_client(conn: Connection, client: Client, now: datetime, actor: Actor) 
         "channel_events": _rewrite(conn, channel_events,
                                    _rows(conn, channel_events, channel_events.c.lead_id.in_(lead_ids)),
                                    lambda r: {"payload": {}, "reason": _redacted(r["reason"], terms)}),
+        # What the client did (opened, clicked, booked): attached to their leads, or kept unmatched naming them.
+        "client_events": _rewrite(conn, client_events, _client_events_of(conn, lead_ids, terms),
+                                  lambda r: {"data": {}, "reason": _redacted(r["reason"], terms)}),
     }  # fmt: skip
     messages = _rows(conn, outbox, _about(lead_ids), lock=True)
     done["messages"] = _rewrite(conn, outbox, messages, lambda r: _erased_message(r, terms))
@@ -439,6 +445,15 @@ def _scrub(value: Any, terms: _Terms) -> Any:
     return value
 
 
+def _client_events_of(conn: Connection, lead_ids: list[int], terms: _Terms) -> list[RowMapping]:
+    """The client's events: those on their leads, and the unmatched ones whose report names them."""
+    attached = _rows(conn, client_events, client_events.c.lead_id.in_(lead_ids))
+    unmatched = [r for r in _rows(conn, client_events, client_events.c.lead_id.is_(None))
+                 if terms.redact(json.dumps(r["data"], ensure_ascii=False)) != json.dumps(r["data"], ensure_ascii=False)
+                 or (r["reason"] and terms.redact(r["reason"]) != r["reason"])]  # fmt: skip
+    return [*attached, *unmatched]
+
+
 def _blank(value: Any) -> Any:
     """Free text replaced whole, keeping the shape a reader of the JSON expects."""
     if value is None:
@@ -496,7 +511,7 @@ def export_client(conn: Connection, client: Client) -> dict[str, Any]:
 
 _LEAD_CHILDREN: dict[str, Table] = {"events": events, "assignments": assignments, "activities": activities,
                                     "tasks": tasks, "timers": timers_table, "conversation": conversation,
-                                    "channel_events": channel_events}  # fmt: skip
+                                    "channel_events": channel_events, "client_events": client_events}  # fmt: skip
 
 
 def _by_lead(table: Table, rows: Iterable[RowMapping]) -> dict[Any, list[dict[str, Any]]]:

@@ -22,6 +22,7 @@ from leadflow.core.policy import Action, Principal
 from leadflow.services.access import guard_lead
 from leadflow.services.context import Leadflow
 from leadflow.services.sla import record_contact_in
+from leadflow.services.tracking import track_reply
 from leadflow.store.events import add_event, new_event
 from leadflow.store.outbox import enqueue
 from leadflow.store.tables import leads, messages, outbox
@@ -63,30 +64,36 @@ def queue_reply_in(
     `kind`: "reply" (a person wrote it) or "auto" (an automation's template). Conflict when the channel cannot
     carry it now."""
     lead_id = lead["id"]
-    via, address, last = _reply_route(conn, lead, channel)
+    via, address, last = reply_route(conn, lead, channel)
     _check_channel(conn, app, via, address, now)
     in_reply_to = last.thread if last is not None and via == "email" else None
     if via == "email" and subject is None:
         subject = _reply_subject(last.subject if last is not None else None)
     manager_id = who.manager_id if who.manager_id is not None else lead["manager_id"]
+    meta = {"in_reply_to": in_reply_to} if in_reply_to else {}
     message_id = conn.execute(messages.insert().returning(messages.c.id).values(
         lead_id=lead_id, channel=via, direction="out", address=address, kind=kind, subject=subject,
-        body=text, meta={"in_reply_to": in_reply_to} if in_reply_to else {}, status="queued",
+        body=text, meta=meta, status="queued",
         manager_id=manager_id, actor=who.label, created_at=now, updated_at=now,
     )).scalar_one()  # fmt: skip
-    extra = {"auto": True} if kind == "auto" else {}
+    extra: dict[str, Any] = {"auto": True} if kind == "auto" else {}
     event_id = add_event(conn, new_event(lead_id, "message.sent", now, who, channel=via, message_id=message_id,
                                          text=text[:PREVIEW], **extra))  # fmt: skip
-    enqueue(conn, [{"channel": "reply", "recipient": f"{via}:{address}", "subject": subject, "body": text,
-                    "event_id": event_id, "created_at": now,
-                    "payload": {"message_id": message_id, "lead_id": lead_id, "channel": via, "address": address,
-                                "in_reply_to": in_reply_to}}])  # fmt: skip
+    payload = {"message_id": message_id, "lead_id": lead_id, "channel": via, "address": address,
+               "in_reply_to": in_reply_to}  # fmt: skip
+    sent = text
+    # An e-mail goes out with tracked links and an open pixel; the stored body stays what was written.
+    tracked = track_reply(conn, app, message_id, text) if via == "email" else None
+    if tracked is not None:
+        sent, payload["html"], meta = tracked.text, tracked.html, {**meta, "links": tracked.links}
+    enqueue(conn, [{"channel": "reply", "recipient": f"{via}:{address}", "subject": subject, "body": sent,
+                    "event_id": event_id, "created_at": now, "payload": payload}])  # fmt: skip
     queued = conn.execute(select(func.max(outbox.c.id)).where(outbox.c.event_id == event_id)).scalar()
-    conn.execute(update(messages).where(messages.c.id == message_id).values(outbox_id=queued))
+    conn.execute(update(messages).where(messages.c.id == message_id).values(outbox_id=queued, meta=meta))
     return {"id": message_id, "lead_id": lead_id, "channel": via, "address": address, "status": "queued"}
 
 
-def _reply_route(conn: Connection, lead: RowMapping, channel: str | None) -> tuple[str, str, Row[Any] | None]:
+def reply_route(conn: Connection, lead: RowMapping, channel: str | None) -> tuple[str, str, Row[Any] | None]:
     """The channel and address a reply goes to, and the client's last message there (None: they never wrote)."""
     query = select(messages).where(messages.c.lead_id == lead["id"], messages.c.direction == "in",
                                    messages.c.address.is_not(None))  # fmt: skip

@@ -50,6 +50,7 @@ OUTCOMES = {"call": ("connected", "no_answer", "busy", "wrong_number"), "message
 INSERT_TIMER = timers.insert()
 _INSERT_TIMER = Fast(INSERT_TIMER)  # one a lead at intake: on the driver's cursor
 STOPS_CLOCK = {("call", "connected"), ("message", "sent"), ("meeting", "set")}
+SLA_TIMERS = (FIRST_CONTACT, DESK, ROUTE_AT)  # the rest (automations', tasks') are services/automation.py's
 DEFAULT_SLACK = "default"  # outbox recipient meaning the configured Slack webhook
 
 
@@ -285,7 +286,11 @@ def _cover_client(
 # pointer upsert. The order of locks: timers and leads with SKIP LOCKED (never waited for), then the batch's teams
 # in one sorted statement, so two workers wait for each other only there and never in a circle.
 
-_DUE = select(timers.c.id, timers.c.lead_id, timers.c.kind, timers.c.data, timers.c.due_at).order_by(timers.c.due_at)
+_DUE = (
+    select(timers.c.id, timers.c.lead_id, timers.c.kind, timers.c.data, timers.c.due_at)
+    .where(timers.c.kind.in_(SLA_TIMERS))
+    .order_by(timers.c.due_at)
+)
 _LOCK_LEADS = select(leads).where(leads.c.id.in_(bindparam("ids", expanding=True))).with_for_update(skip_locked=True)
 _DELETE_TIMERS = delete(timers).where(timers.c.id.in_(bindparam("ids", expanding=True)))
 _TEAMS = select(teams).where(teams.c.key.in_(bindparam("keys", expanding=True)))
@@ -565,13 +570,16 @@ def _escalate(
 
 def _anything_due(app: Leadflow, now: datetime) -> bool:
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        return conn.execute(select(timers.c.id).where(timers.c.due_at <= now).limit(1)).first() is not None
+        query = select(timers.c.id).where(timers.c.kind.in_(SLA_TIMERS), timers.c.due_at <= now).limit(1)
+        return conn.execute(query).first() is not None
 
 
 def next_due_at(app: Leadflow) -> datetime | None:
     """The nearest deadline, so an idle worker sleeps exactly until then."""
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        value: datetime | None = conn.execute(select(func.min(timers.c.due_at))).scalar()
+        value: datetime | None = conn.execute(
+            select(func.min(timers.c.due_at)).where(timers.c.kind.in_(SLA_TIMERS))
+        ).scalar()
     return value
 
 

@@ -375,8 +375,12 @@ events = Table(
     Column("automate", Boolean, server_default=true()),
     # The audit: changes made by people and keys, by actor and time.
     Index("ix_events_actor_at", "actor", "at"),
-    Index("ix_events_automate", "id", sqlite_where=text("automate IS NOT NULL"),
-          postgresql_where=text("automate IS NOT NULL")),  # fmt: skip
+    Index(
+        "ix_events_automate",
+        "id",
+        sqlite_where=text("automate IS NOT NULL"),
+        postgresql_where=text("automate IS NOT NULL"),
+    ),  # fmt: skip
 )
 
 # Deadlines are rows written with the change that caused them; the worker claims the due ones.

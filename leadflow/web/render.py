@@ -40,6 +40,18 @@ EVENT_LABELS = {
     "lead.status_changed": N_("Status changed"), "lead.restored": N_("Restored"), "lead.note": N_("Note"),
     "lead.converted": N_("Converted"), "lead.erased": N_("Personal data erased"),
     "message.received": N_("The client wrote"), "message.sent": N_("Reply sent"),
+    "client.email_opened": N_("The client opened the e-mail"), "client.link_clicked": N_("The client followed a link"),
+    "client.page_visited": N_("The client visited a page"),
+    "client.form_resubmitted": N_("The client sent the form again"),
+    "client.meeting_booked": N_("The client booked a meeting"), "client.offer_viewed": N_("The client viewed the offer"),
+    "task.created": N_("Task set"), "task.done": N_("Task done"), "task.cancelled": N_("Task cancelled"),
+    "task.reassigned": N_("Task handed over"), "task.overdue": N_("Task overdue"),
+    "automation.fired": N_("Automation"), "automation.waiting": N_("Automation scheduled"),
+    "automation.cancelled": N_("Automation cancelled"), "automation.failed": N_("Automation not done"),
+    "automation.stopped": N_("Chain of automations stopped"), "automation.notified": N_("Automation notice"),
+    "automation.webhook": N_("Automation webhook"), "cadence.started": N_("Call cadence started"),
+    "cadence.stopped": N_("Call cadence stopped"), "cadence.exhausted": N_("Call cadence ended unanswered"),
+    "lead.tagged": N_("Tags changed"), "lead.updated": N_("Fields changed"),
 }  # fmt: skip
 MESSAGE_STATES = {
     "received": N_("received"), "queued": N_("sending"), "sent": N_("sent"), "delivered": N_("delivered"),

@@ -31,6 +31,21 @@ def timeline(lead: dict[str, Any], labels: Labels, viewer: Viewer) -> list[dict[
             to = data.get("manager")
             if to:
                 detail = "→ " + names.get(to, to)
+        elif kind.startswith("task.") and data.get("title"):
+            detail = data["title"]
+            to = data.get("manager")
+            if kind in ("task.created", "task.reassigned") and to:
+                detail += " → " + names.get(to, to)
+            if data.get("note"):
+                detail += f" — {data['note']}"
+        elif kind.startswith("automation.") and data.get("trigger"):
+            detail = str(data["trigger"]) + (f": {data['text']}" if data.get("text") else "")
+        elif kind == "lead.tagged":
+            detail = ", ".join(data.get("tags") or ()) or "—"
+        elif kind == "lead.updated":
+            detail = ", ".join(f"{k} = {v}" for k, v in (data.get("fields") or {}).items())
+        elif kind.startswith("client."):  # what the client did: where, as it was reported
+            detail = str(data.get("url") or data.get("page") or "")
         elif kind == "lead.scored" and data.get("score") is not None:
             detail = f"{_('Score')} {data['score']}" + (
                 f" · {labels.temperature(data.get('temperature'))}" if data.get("temperature") else "")  # fmt: skip

@@ -24,6 +24,7 @@ from leadflow.services.conversion import won_status
 from leadflow.services.leads import Sale, get_lead, set_status
 from leadflow.services.replies import send_reply
 from leadflow.services.sla import record_contact
+from leadflow.services.tasks import my_tasks
 from leadflow.services.worklist import add_note, client_leads, my_queue, pipeline, search
 from leadflow.web.i18n import LANGUAGES
 from leadflow.web.live import Watcher, event_stream_line, hub_of
@@ -68,7 +69,9 @@ def home(request: Request, viewer: Someone) -> Response:
     """The start page: a manager's queue; others go to where their day starts (a stranger, to sign in)."""
     if viewer.start_page() != "/":
         return RedirectResponse(viewer.start_page(), status_code=303)
-    return render_page(request, viewer, "app/queue.html", section="queue", **_queue_context(request, viewer, None))
+    tasks = my_tasks(app_of(request), utcnow(), who=viewer.who)  # "My tasks", beside the queue
+    return render_page(request, viewer, "app/queue.html", section="queue", tasks=tasks,
+                       **_queue_context(request, viewer, None))  # fmt: skip
 
 
 def _queue_context(request: Request, viewer: Viewer, shown: str | None) -> dict[str, Any]:

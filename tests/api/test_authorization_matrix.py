@@ -75,8 +75,9 @@ ALLOWED: dict[Action, set[str]] = {
 }
 # On Anna's lead (team sales, owned by Anna, never at the desk), those who may act at all but may not see it.
 HIDDEN_FROM = {"other_head", "desk", "other_manager"}
-# Routes whose path names a lead that is Anna's, or something else that every caller can be pointed at.
-LEAD_ROUTE = re.compile(r"\{lead_id\}")
+# Routes whose path names a lead that is Anna's (or a task on it), or something else that every caller can be pointed
+# at.
+LEAD_ROUTE = re.compile(r"\{(lead|task)_id\}")
 # Routes that a team's head may use only for their own teams: pointed at team sales.
 TEAM_SCOPED = {("PATCH", "/api/v1/managers/{key}"), ("DELETE", "/api/v1/managers/{key}"),
                ("PATCH", "/api/v1/teams/{key}"), ("POST", "/team/managers/{key}/absent")}  # fmt: skip
@@ -109,6 +110,9 @@ def world(make_app: Callable[[str], Leadflow]) -> Iterator[World]:
         made = client.post("/api/v1/leads", json=ANNA_LEAD, headers=headers["key_write"])
         assert made.status_code == 201 and made.json()["manager"]["key"] == "anna", made.text
         client.post("/api/v1/leads", json={"phone": "+380671110002", "product": "leasing"}, headers=headers["admin"])
+        task = client.post("/api/v1/tasks", json={"lead_id": made.json()["id"], "title": "Call back"},
+                           headers=headers["key_write"])  # fmt: skip
+        assert task.status_code == 201 and task.json()["id"] == 1, task.text  # Anna's: the task routes name it
         yield World(url, headers, made.json()["id"], ("Secretname", "380671110001", "annas.client"))
 
 
@@ -149,8 +153,13 @@ def test_every_route_declares_who_may_call_it() -> None:
     # The channels' webhooks are called by services that cannot sign in: each checks the service's own signature
     # or token before it reads anything (tests/channels/inbound/ send them forged and unsigned calls).
     webhooks = {(m, p) for m, p in public if p.startswith("/api/v1/channels/")}
-    assert public - webhooks <= {("GET", "/healthz"), ("POST", "/api/v1/auth/login"), ("GET", "/login"),
-                                 ("POST", "/login"), ("GET", "/docs"), ("GET", "/redoc")}, public  # fmt: skip
+    # An e-mail's tracked link and open pixel are followed by whoever reads it: each checks its signed token first
+    # (tests/channels/inbound/test_email_tracking.py sends forged ones).
+    tracked = {("GET", "/r/{token}"), ("GET", "/r/{token}.gif")}
+    assert public - webhooks - tracked <= {("GET", "/healthz"), ("POST", "/api/v1/auth/login"), ("GET", "/login"),
+                                           ("POST", "/login"), ("GET", "/docs"), ("GET", "/redoc")}, public  # fmt: skip
+    unsigned = [(m, p, r) for m, p, a, r in ROUTES if (m, p) in tracked and "signed token" not in (r or "")]
+    assert unsigned == [], f"tracked e-mail routes that do not say how their token is checked: {unsigned}"
     unchecked = [(m, p, r) for m, p, a, r in ROUTES if (m, p) in webhooks and m == "POST"
                  and not any(word in (r or "") for word in ("signature", "token", "Signature", "Token"))]  # fmt: skip
     assert unchecked == [], f"webhooks that do not say how their caller is checked: {unchecked}"
@@ -158,7 +167,7 @@ def test_every_route_declares_who_may_call_it() -> None:
 
 def _path(path: str, lead_id: int) -> str:
     values = {"lead_id": str(lead_id), "key": "sales" if "/teams/" in path else "spare", "message_id": "1",
-              "username": "nobody-here", "name": "no such key", "client_id": "1"}  # fmt: skip
+              "username": "nobody-here", "name": "no such key", "client_id": "1", "task_id": "1"}  # fmt: skip
     if "/managers/" in path and "{key}" in path:
         values["key"] = "spare"
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
@@ -174,6 +183,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/leads/{lead_id}/assign"): {"manager": "halyna", "reason": "covering"},
     ("POST", "/api/v1/users/{username}/roles"): {"role": "head", "team": "sales"},
     ("DELETE", "/api/v1/users/{username}/roles"): {"role": "head", "team": "sales"},
+    ("POST", "/api/v1/tasks"): {"lead_id": 1, "title": "Call back"},  # Anna's lead
+    ("POST", "/api/v1/tasks/{task_id}/cancel"): {"reason": "not needed"},
+    ("POST", "/api/v1/tasks/{task_id}/reassign"): {"manager": "halyna"},
+    ("POST", "/api/v1/events"): {"id": "matrix-visit", "type": "page_visited", "phone": "+380671110009"},
 }
 
 
@@ -193,6 +206,7 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/leads/{lead_id}/restore"): {},
     ("POST", "/leads/{lead_id}/reassign"): {"manager": "halyna", "reason": "covering"},
     ("POST", "/team/managers/{key}/absent"): {"absent": "0"},
+    ("POST", "/tasks/{task_id}/done"): {"from": "queue"},
 }
 
 

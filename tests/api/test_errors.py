@@ -156,6 +156,8 @@ def test_a_browser_gets_the_error_as_a_page_in_its_language(api: FastAPI, client
         ("GET", f"/api/v1/leads/{JUST_OVER}/routing", "lead_id"),
         ("POST", f"/api/v1/leads/{JUST_OVER}/restore", "lead_id"),
         ("POST", f"/api/v1/outbox/{JUST_OVER}/retry", "message_id"),
+        ("POST", f"/api/v1/tasks/{JUST_OVER}/done", "task_id"),
+        ("GET", f"/api/v1/tasks?lead_id={JUST_OVER}", "lead_id"),
         ("GET", f"/api/v1/outbox?offset={JUST_OVER}", "offset"),
         ("GET", f"/api/v1/desk?offset={JUST_OVER}", "offset"),
         ("POST", f"/api/v1/assign/unassigned?dry_run=true&limit={JUST_OVER}", "limit"),

@@ -17,7 +17,7 @@ from playwright.sync_api import Page
 from leadflow.channels.inbound.config import ChannelsConfig
 from leadflow.core.conversation import InboundMessage
 from leadflow.core.policy import SYSTEM
-from leadflow.services import accounts
+from leadflow.services import accounts, tasks
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.conversations import take_inbound
 from leadflow.services.sla import escalate_due, record_contact
@@ -96,6 +96,11 @@ def desk(make_app: Callable[[str], Leadflow], tmp_path: Path) -> Iterator[Desk]:
         answer = httpx.post(f"{url}/api/v1/leads/{lead_id}/messages", headers=bearer(anna.token), timeout=30,
                             json={"text": "Так, можна: достатньо паспорта і коду."})  # fmt: skip
         assert answer.status_code == 202, answer.text
+        # Anna's tasks on her lead: one overdue, one for tomorrow, one done (her queue's list and the card show them).
+        for title, hours in (("Передзвонити щодо ставки", -1), ("Надіслати пропозицію", 24), ("Уточнити дохід", 2)):
+            task = tasks.create_task(app, utcnow(), who=SYSTEM, lead_id=lead_id, title=title,
+                                     due_at=utcnow() + timedelta(hours=hours))  # fmt: skip
+        tasks.complete_task(app, task["id"], utcnow(), who=SYSTEM, note="Клієнт надіслав довідку")
         escalate_due(app, utcnow() + timedelta(minutes=11))  # the feed and breaches have something to show
         yield Desk(url, passwords, lead_id, desk_lead_id)
 

@@ -7,7 +7,8 @@ from leadflow.settings import EXAMPLE_RULES
 def test_the_shipped_example_is_valid() -> None:
     rules = parse_rules(EXAMPLE_RULES.read_text(), "example")
     assert {m.key for m in rules.managers} >= {"olena", "taras", "andrii"}
-    assert rules.open_statuses == {"new", "assigned", "contacted", "qualified"}
+    assert rules.open_statuses == {"new", "assigned", "contacted", "qualified", "thinking"}
+    assert {t.key for t in rules.automations.triggers} >= {"review-after-win", "hot-lead-call", "thinking-call-back"}
 
 
 def problems(text: str) -> list[str]:

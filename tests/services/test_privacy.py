@@ -19,6 +19,8 @@ from leadflow.core.conversation import InboundMessage
 from leadflow.core.errors import Conflict
 from leadflow.core.lead import LeadIn
 from leadflow.core.policy import SYSTEM, Principal
+from leadflow.services.automation import run_once
+from leadflow.services.client_events import ClientEvent, take_client_event
 from leadflow.services.context import Leadflow
 from leadflow.services.conversations import take_inbound
 from leadflow.services.conversion import DealIn, convert
@@ -57,6 +59,13 @@ routing:
     - {key: sales, team: sales, managers: [olena, taras], strategy: round_robin}
 sla:
   default: {first_contact: 10m, count: wall_clock}
+automations:
+  triggers:
+    - key: reading-the-offer
+      when: {client_event: offer_viewed}
+      then:
+        - task: {title: "Call {{ lead.name }} on {{ lead.phone }}", due: 1h, note: "{{ lead.email }}"}
+        - notify: {to: owner, text: "{{ lead.name }} is reading the offer"}
 """
 
 OFFICER = Principal("user", "officer", address="192.0.2.10")  # who handles data requests, from their desk
@@ -124,6 +133,11 @@ def people(lf: Leadflow) -> dict[str, int]:
                who=SYSTEM)  # fmt: skip
     with lf.engine.begin() as conn:  # the reply went out
         mark_sent(conn, conn.execute(select(func.max(outbox.c.id))).scalar_one(), T0 + timedelta(days=3, minutes=3))
+    # He opens the offer the reply linked to; an automation gives Olena a task naming him and tells her.
+    read = ClientEvent("offer-7", "offer_viewed", phone=IVAN["phone_again"],
+                       url=f"https://shop.example/offer?for={IVAN['email']}")  # fmt: skip
+    assert take_client_event(lf, read, T0 + timedelta(days=3, minutes=4), who=SYSTEM)["outcome"] == "attached"
+    assert run_once(lf, T0 + timedelta(days=3, minutes=4)).fired == 1
     with lf.engine.connect() as conn:
         merged = conn.execute(select(leads.c.id).where(leads.c.merged_into_id == first.lead_id)).scalar_one()
     return {"first": first.lead_id, "repeat": merged, "later": later.lead_id, "olena": olena.lead_id}

@@ -63,6 +63,9 @@ class ChannelsConfig(BaseModel):
     imap_password: SecretStr | None = None
     imap_mailbox: str = Field("INBOX", description="The folder leads arrive in.")
     imap_poll_seconds: float = Field(30, gt=0, le=3600, description="Between looks when the server has no IDLE.")
+    email_tracking: bool = Field(
+        True, description="E-mail replies go out with tracked links and an open pixel; false: as written."
+    )
 
     # Calls: call-tracking services post each call.
     calls_secret: SecretStr | None = Field(

@@ -331,8 +331,9 @@ class EmailReplier:
 
     def send(self, address: str, text: str, subject: str | None, payload: Mapping[str, Any]) -> str:
         """Send the reply; returns its Message-ID (the client's answer names it in In-Reply-To)."""
-        in_reply_to = payload.get("in_reply_to")
-        mail = reply_mail(self._from, address, text, subject, in_reply_to if isinstance(in_reply_to, str) else None)
+        in_reply_to, html = payload.get("in_reply_to"), payload.get("html")
+        mail = reply_mail(self._from, address, text, subject, in_reply_to if isinstance(in_reply_to, str) else None,
+                          html=html if isinstance(html, str) else None)  # fmt: skip
         self._smtp.deliver(mail)
         return str(mail["Message-ID"])
 
@@ -340,8 +341,11 @@ class EmailReplier:
         self._smtp.close()
 
 
-def reply_mail(sender: str, to: str, text: str, subject: str | None, in_reply_to: str | None) -> EmailMessage:
-    """The reply as it goes out, with a fresh Message-ID in the sender's domain."""
+def reply_mail(
+    sender: str, to: str, text: str, subject: str | None, in_reply_to: str | None, *, html: str | None = None
+) -> EmailMessage:
+    """The reply as it goes out, with a fresh Message-ID in the sender's domain; with `html`, multipart/alternative
+    (the text, then the HTML part mail programs show)."""
     if "@" not in to:
         raise DeliveryError(f"cannot send an e-mail to {to!r}: it is not an address", retryable=False)
     mail = EmailMessage()  # default policy: UTF-8 headers RFC 2047-encoded, the body with a UTF-8 charset
@@ -356,6 +360,8 @@ def reply_mail(sender: str, to: str, text: str, subject: str | None, in_reply_to
             mail["In-Reply-To"] = in_reply_to
             mail["References"] = in_reply_to
         mail.set_content(text)
+        if html is not None:
+            mail.add_alternative(html, subtype="html")
     except (ValueError, TypeError) as exc:  # a line break in a header, say: refused, never sent as is
         raise DeliveryError(f"cannot build the e-mail to {to!r}: {exc}", retryable=False) from exc
     return mail

@@ -1,0 +1,264 @@
+"""Automations through the services, on real SQLite and PostgreSQL, driven through days with a clock the test moves:
+triggers on events, delayed actions that fire once or are cancelled, the call cadence, overdue tasks, the depth limit."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from leadflow.core.lead import LeadIn
+from leadflow.core.policy import SYSTEM
+from leadflow.services.automation import run_once
+from leadflow.services.context import Leadflow
+from leadflow.services.intake import take_lead
+from leadflow.services.leads import set_status
+from leadflow.services.sla import record_contact
+from leadflow.store.tables import cadences, events, leads, managers, outbox, tasks, timers
+
+KYIV = ZoneInfo("Europe/Kyiv")
+T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # Monday 10:00 in Kyiv
+
+RULES = """
+default_timezone: Europe/Kyiv
+funnel:
+  - {key: new}
+  - {key: assigned}
+  - {key: contacted}
+  - {key: qualified}
+  - {key: thinking}
+  - {key: converted, open: false, outcome: won}
+  - {key: junk, open: false}
+  - {key: lost, open: false, outcome: lost}
+teams:
+  - {key: kyiv, timezone: Europe/Kyiv, head: iryna, hours: {mon-sat: "09:00-20:00"}}
+managers:
+  - {key: olena, name: Olena, team: kyiv, email: olena@example.test, hours: always}
+  - {key: iryna, name: Iryna, team: kyiv, email: iryna@example.test, hours: {mon-fri: "09:00-18:00"}}
+routing:
+  fallback: {team: kyiv, managers: [olena], respect_hours: false}
+sla: {enabled: false}
+roles: {customer-success: [iryna]}
+cadences:
+  - {key: seven-calls, attempts: 7, exhausted_status: lost, exhausted_reason: could not reach}
+automations:
+  triggers:
+    - key: review-after-win
+      when: deal_won
+      then:
+        - task: {title: "Ask {{ lead.name }} for a review", assignee: "role:customer-success", due: next_working_day}
+    - key: thinking-call-back
+      when: {status_entered: thinking}
+      then:
+        - task: {title: "Call {{ lead.name }} back", kind: call, due: 2d}
+    - key: not-contacted-2h
+      when: lead_created
+      after: 2h
+      if: {contacted: false, open: true}
+      then:
+        - notify: {to: head, text: "Lead {{ lead.id }} has had no contact for 2 hours"}
+    - key: keep-calling
+      when: {contact: {kind: call, outcome: [no_answer, busy]}}
+      if: {contacted: false, open: true}
+      then:
+        - cadence: start
+"""
+
+
+@pytest.fixture
+def lf(make_app: Callable[[str], Leadflow]) -> Leadflow:
+    return make_app(RULES)
+
+
+def lead_in(lf: Leadflow, name: str, now: datetime, phone: str = "+380671234567") -> int:
+    taken = take_lead(lf, LeadIn(name=name, phone=phone), now)
+    run_once(lf, now)
+    return int(taken.lead_id)
+
+
+def events_of(lf: Leadflow, lead_id: int, type_: str) -> list[dict[str, Any]]:
+    with lf.engine.connect() as conn:
+        rows = conn.execute(select(events.c.data, events.c.actor).where(events.c.lead_id == lead_id,
+                                                                        events.c.type == type_)
+                            .order_by(events.c.id)).all()  # fmt: skip
+    return [{**r.data, "actor": r.actor} for r in rows]
+
+
+def tasks_of(lf: Leadflow, lead_id: int) -> list[Any]:
+    with lf.engine.connect() as conn:
+        return list(conn.execute(
+            select(tasks, managers.c.key.label("manager")).join(managers, managers.c.id == tasks.c.manager_id)
+            .where(tasks.c.lead_id == lead_id).order_by(tasks.c.id)
+        ).mappings())  # fmt: skip
+
+
+def notices_to(lf: Leadflow, recipient: str, event: str) -> int:
+    with lf.engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.payload).where(outbox.c.recipient == recipient)).scalars().all()
+    return sum(1 for p in rows if p["event"] == event)
+
+
+def test_a_won_deal_gives_the_customer_success_role_a_review_task_for_the_next_working_day(lf: Leadflow) -> None:
+    lead = lead_in(lf, "Ivan", T0)
+    won_at = datetime(2026, 12, 11, 15, 0, tzinfo=UTC)  # Friday 17:00 in Kyiv: Iryna works mon-fri
+    set_status(lf, lead, "converted", won_at, who=SYSTEM)
+    run_once(lf, won_at)
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "review-after-win"]
+    assert task["manager"] == "iryna" and task["title"] == "Ask Ivan for a review" and task["status"] == "open"
+    assert task["due_at"].astimezone(KYIV) == datetime(2026, 12, 14, 9, 0, tzinfo=KYIV)  # Monday 09:00
+    assert "next working day" in task["reason"]
+    [fired] = [e for e in events_of(lf, lead, "automation.fired") if e["trigger"] == "review-after-win"]
+    assert "closed as won" in fired["reason"] and "for Iryna" in fired["reason"]
+    assert fired["actor"] == "system:automation:review-after-win"
+    run_once(lf, won_at + timedelta(minutes=5))
+    assert len([t for t in tasks_of(lf, lead) if t["source"] == "review-after-win"]) == 1  # once, not per round
+
+
+def test_not_contacted_in_two_hours_fires_once_and_never_after_a_contact(lf: Leadflow) -> None:
+    silent = lead_in(lf, "Silent", T0)
+    reached = lead_in(lf, "Reached", T0 + timedelta(minutes=1), phone="+380501112233")
+    record_contact(lf, reached, "olena", "call", "connected", T0 + timedelta(minutes=30), who=SYSTEM)
+    for minutes in (31, 60, 119, 121, 122, 180, 600, 2000):
+        run_once(lf, T0 + timedelta(minutes=minutes))
+    fired = [e for e in events_of(lf, silent, "automation.fired") if e["trigger"] == "not-contacted-2h"]
+    assert len(fired) == 1 and "2h ago" in fired[0]["reason"]
+    assert not [e for e in events_of(lf, reached, "automation.fired") if e["trigger"] == "not-contacted-2h"]
+    [cancelled] = events_of(lf, reached, "automation.cancelled")
+    assert cancelled["trigger"] == "not-contacted-2h" and "contacted" in cancelled["reason"]
+    assert notices_to(lf, "iryna@example.test", "automation.notice") == 1
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(timers).where(timers.c.kind == "automation")).scalar() == 0
+
+
+def test_an_overdue_task_notifies_its_assignee_once(lf: Leadflow) -> None:
+    lead = lead_in(lf, "Maria", T0)
+    record_contact(lf, lead, "olena", "call", "connected", T0 + timedelta(minutes=5), who=SYSTEM)
+    set_status(lf, lead, "thinking", T0 + timedelta(minutes=6), who=SYSTEM)
+    run_once(lf, T0 + timedelta(minutes=6))
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "thinking-call-back"]
+    assert task["manager"] == "olena" and task["kind"] == "call"
+    assert task["due_at"] == T0 + timedelta(minutes=6, days=2)
+    run_once(lf, T0 + timedelta(days=2))
+    assert notices_to(lf, "olena@example.test", "task.overdue") == 0  # not yet due
+    run_once(lf, T0 + timedelta(days=2, minutes=7))
+    run_once(lf, T0 + timedelta(days=3))
+    assert notices_to(lf, "olena@example.test", "task.overdue") == 1
+    assert len(events_of(lf, lead, "task.overdue")) == 1
+
+
+def local(at: datetime) -> datetime:
+    return at.astimezone(KYIV)
+
+
+def test_the_cadence_calls_seven_times_inside_the_window_three_a_day_two_hours_apart_then_closes(lf: Leadflow) -> None:
+    lead = lead_in(lf, "Petro", T0)
+    now = T0 + timedelta(minutes=10)
+    calls = [now]
+    record_contact(lf, lead, "olena", "call", "no_answer", now, who=SYSTEM)
+    run_once(lf, now)
+    while True:
+        open_calls = [t for t in tasks_of(lf, lead) if t["source"] == "cadence" and t["status"] == "open"]
+        if not open_calls:
+            break
+        [task] = open_calls
+        assert task["manager"] == "olena" and task["title"] == f"Call attempt {len(calls) + 1} of 7"
+        now = task["due_at"]  # the frozen clock moves to the planned time; the call goes unanswered
+        calls.append(now)
+        record_contact(lf, lead, "olena", "call", "no_answer", now, who=SYSTEM)
+        run_once(lf, now)
+    assert len(calls) == 7
+    days: dict[Any, int] = {}
+    for i, call in enumerate(calls):
+        assert 10 <= local(call).hour < 19, call  # the client's window (a Ukrainian number: Kyiv time)
+        assert local(call).weekday() != 6  # the team does not work on Sunday
+        days[local(call).date()] = days.get(local(call).date(), 0) + 1
+        if i:
+            assert call - calls[i - 1] >= timedelta(hours=2)
+    assert max(days.values()) <= 3  # a mobile: at most 3 calls a day
+    with lf.engine.connect() as conn:
+        status = conn.execute(select(leads.c.status, leads.c.lost_reason).where(leads.c.id == lead)).one()
+        row = conn.execute(select(cadences).where(cadences.c.lead_id == lead)).mappings().one()
+    assert status.status == "lost" and status.lost_reason.startswith("could not reach")
+    assert row["state"] == "exhausted" and len(row["attempts"]) == 7
+    assert len(events_of(lf, lead, "cadence.exhausted")) == 1
+
+
+def test_a_connected_call_stops_the_cadence_and_cancels_the_next_attempt(lf: Leadflow) -> None:
+    lead = lead_in(lf, "Oksana", T0)
+    record_contact(lf, lead, "olena", "call", "busy", T0 + timedelta(minutes=1), who=SYSTEM)
+    run_once(lf, T0 + timedelta(minutes=1))
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "cadence"]
+    record_contact(lf, lead, "olena", "call", "connected", task["due_at"], who=SYSTEM)
+    run_once(lf, task["due_at"])
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "cadence"]
+    assert task["status"] == "cancelled"
+    [stopped] = events_of(lf, lead, "cadence.stopped")
+    assert "connected" in stopped["reason"]
+    run_once(lf, task["due_at"] + timedelta(days=3))
+    assert len(tasks_of(lf, lead)) == 1  # nothing more was planned
+
+
+CHAIN = """
+funnel:
+  - {key: new}
+  - {key: assigned}
+  - {key: contacted}
+  - {key: s1}
+  - {key: s2}
+  - {key: s3}
+  - {key: s4}
+  - {key: s5}
+  - {key: junk, open: false}
+teams: [{key: t, timezone: Europe/Kyiv}]
+managers: [{key: a, name: A, team: t, hours: always}]
+routing: {fallback: {team: t}}
+sla: {enabled: false}
+automations:
+  max_depth: 2
+  triggers:
+    - {key: one, when: {status_entered: s1}, then: [{status: s2}]}
+    - {key: two, when: {status_entered: s2}, then: [{status: s3}]}
+    - {key: three, when: {status_entered: s3}, then: [{status: s4}]}
+    - {key: four, when: {status_entered: s4}, then: [{status: s5}]}
+"""
+
+
+def test_a_chain_of_automations_stops_at_the_depth_limit_with_an_event_saying_so(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    lf = make_app(CHAIN)
+    lead = lead_in(lf, "Chain", T0)
+    set_status(lf, lead, "s1", T0, who=SYSTEM)
+    run_once(lf, T0)
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(leads.c.status).where(leads.c.id == lead)).scalar() == "s3"
+    [stopped] = events_of(lf, lead, "automation.stopped")
+    assert stopped["chain"] == ["one", "two", "three"] and "max_depth = 2" in stopped["reason"]
+
+
+FAILING = """
+teams: [{key: t, timezone: Europe/Kyiv}]
+managers: [{key: a, name: A, team: t, hours: always}]
+routing: {fallback: {team: t}}
+sla: {enabled: false}
+reply_templates:
+  - {key: hello, text: "Hello {{ lead.name }}"}
+automations:
+  triggers:
+    - key: task-then-reply
+      when: lead_created
+      then:
+        - task: {title: "Call {{ lead.name }}", due: 1h}
+        - reply: hello
+"""
+
+
+def test_a_step_that_cannot_be_done_undoes_the_trigger_and_says_why(make_app: Callable[[str], Leadflow]) -> None:
+    lf = make_app(FAILING)
+    lead = lead_in(lf, "Nomail", T0)  # a phone only: no channel can carry a written reply
+    assert tasks_of(lf, lead) == []  # the task before the failed reply is undone with it
+    [failed] = events_of(lf, lead, "automation.failed")
+    assert failed["trigger"] == "task-then-reply" and "not done" in failed["reason"]
+    assert "e-mail" in failed["reason"] or "written" in failed["reason"] or "channel" in failed["reason"]
