@@ -13,9 +13,9 @@ from leadflow.api.auth import permit
 from leadflow.api.deps import AppDep
 from leadflow.api.errors import INTAKE_REFUSALS, JSON_BODY
 from leadflow.api.params import KEY_PATTERN, MAX_ID, IsoTime, LeadflowRoute
+from leadflow.core.automation import ClientEventType
 from leadflow.core.fields import CLEAN_TEXT_PATTERN, CleanText
 from leadflow.core.policy import Action, Principal
-from leadflow.core.automation import ClientEventType
 from leadflow.services.client_events import TRACKED_PREFIXES, ClientEvent, take_client_event_async
 from leadflow.services.context import utcnow
 

@@ -380,7 +380,7 @@ events = Table(
         "id",
         sqlite_where=text("automate IS NOT NULL"),
         postgresql_where=text("automate IS NOT NULL"),
-    ),  # fmt: skip
+    ),
 )
 
 # Deadlines are rows written with the change that caused them; the worker claims the due ones.
