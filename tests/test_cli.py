@@ -524,3 +524,23 @@ def test_train_scoring_says_why_it_cannot_train_yet(cli: Cli) -> None:
     assert r.returncode == 1
     assert "closed" in one_line(r.stderr)
     assert cli("train-scoring", "--csv", str(cli.dir / "missing.csv")).returncode == 1
+
+
+TRIGGER_LOOP = """
+teams: [{key: t}]
+managers: [{key: a, name: A, team: t}]
+funnel: [{key: new}, {key: assigned}, {key: contacted}, {key: qualified}, {key: thinking}, {key: junk, open: false}]
+automations:
+  triggers:
+    - {key: ask, when: {status_entered: qualified}, then: [{status: thinking}]}
+    - {key: answer, when: {status_entered: thinking}, then: [{task: {title: call}}, {status: qualified}]}
+"""
+
+
+def test_check_rules_refuses_triggers_that_set_each_other_off_naming_the_loop(cli: Cli) -> None:
+    looping = cli.write("loop.yaml", TRIGGER_LOOP)
+    r = cli("check-rules", str(looping))
+    assert r.returncode == 1
+    said = one_line(r.stdout + r.stderr)
+    assert "line 7: automations.triggers: these triggers set each other off without end: ask" in said
+    assert "answer (status → the lead entered a status (qualified)) → ask" in said

@@ -262,3 +262,96 @@ def test_a_step_that_cannot_be_done_undoes_the_trigger_and_says_why(make_app: Ca
     [failed] = events_of(lf, lead, "automation.failed")
     assert failed["trigger"] == "task-then-reply" and "not done" in failed["reason"]
     assert "e-mail" in failed["reason"] or "written" in failed["reason"] or "channel" in failed["reason"]
+
+
+ANSWERS = """
+default_timezone: Europe/Kyiv
+teams: [{key: t, timezone: Europe/Kyiv}]
+managers: [{key: a, name: A, team: t, hours: always}]
+routing: {fallback: {team: t}}
+sla:
+  default: {first_contact: 10m, count: wall_clock}
+reply_templates:
+  - {key: hello, text: "Hello {{ lead.name }}"}
+  - {key: hello, channel: viber, language: uk, text: "Вітаємо, {{ lead.name }}! Менеджер напише за хвилину."}
+automations:
+  triggers:
+    - key: instant-answer
+      when: lead_created
+      then:
+        - reply: hello
+    - key: offer-viewed
+      when: {client_event: offer_viewed}
+      if: {open: true}
+      then:
+        - task: {title: "{{ lead.name }} is reading the offer: call now", kind: call, due: 15m}
+        - tag: reading
+    - key: gone-quiet
+      when: {idle: 3d}
+      if: {open: true}
+      then:
+        - notify: {to: owner, text: "{{ lead.name }}: nothing for 3 days"}
+"""
+
+
+def test_an_instant_reply_goes_out_in_the_clients_channel_and_is_no_ones_first_contact(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    from leadflow.channels.inbound.config import ChannelsConfig
+    from leadflow.core.conversation import InboundMessage
+    from leadflow.services.conversations import take_inbound
+    from leadflow.store.tables import activities, messages
+
+    lf = make_app(ANSWERS)
+    lf.channels = ChannelsConfig(viber_auth_token="viber-token")
+    wrote = InboundMessage("viber", "t-1", "user-1", "Привіт", name="Олег", lead={"language": "uk"})
+    lead = take_inbound(lf, [wrote], T0)[0].lead_id
+    assert lead is not None
+    run_once(lf, T0)
+    with lf.engine.connect() as conn:
+        sent = conn.execute(select(messages).where(messages.c.lead_id == lead, messages.c.direction == "out")
+                            ).mappings().one()  # fmt: skip
+        queued = conn.execute(select(outbox).where(outbox.c.channel == "reply")).mappings().one()
+        row = conn.execute(select(leads.c.first_contact_at, leads.c.sla_state).where(leads.c.id == lead)).one()
+        activity = conn.execute(select(activities.c.kind, activities.c.outcome, activities.c.manager_id)
+                                .where(activities.c.lead_id == lead)).one()  # fmt: skip
+    assert sent["kind"] == "auto" and sent["body"] == "Вітаємо, Олег! Менеджер напише за хвилину."
+    assert queued["recipient"] == "viber:user-1" and queued["body"] == sent["body"]
+    assert row.first_contact_at is None and row.sla_state == "running"  # the manager still has to answer
+    assert tuple(activity) == ("message", "auto", None)
+    [fired] = events_of(lf, lead, "automation.fired")
+    assert "replied with 'hello' via viber" in fired["reason"]
+
+
+def test_the_client_viewing_the_offer_gives_the_owner_a_call_now_task_once(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    from leadflow.services.client_events import ClientEvent, take_client_event
+
+    lf = make_app(ANSWERS)
+    lead = lead_in(lf, "Ira", T0)  # a phone only: the instant answer cannot go anywhere, and says so
+    assert "not done" in events_of(lf, lead, "automation.failed")[0]["reason"]
+    viewed = ClientEvent("offer-1", "offer_viewed", phone="067 123 45 67", url="https://shop.example/offer/7")
+    for _ in range(2):  # the viewer reports it twice: one event
+        take_client_event(lf, viewed, T0 + timedelta(hours=1), who=SYSTEM)
+    run_once(lf, T0 + timedelta(hours=1))
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "offer-viewed"]
+    assert task["title"] == "Ira is reading the offer: call now" and task["manager"] == "a"
+    assert task["due_at"] == T0 + timedelta(hours=1, minutes=15)
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(leads.c.tags).where(leads.c.id == lead)).scalar() == ["reading"]
+
+
+def test_a_quiet_lead_is_noticed_after_its_idle_period_and_activity_starts_it_again(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    lf = make_app(ANSWERS)
+    lead = lead_in(lf, "Quiet", T0)
+    record_contact(lf, lead, "a", "call", "no_answer", T0 + timedelta(days=2), who=SYSTEM)  # activity: starts again
+    run_once(lf, T0 + timedelta(days=2))
+    run_once(lf, T0 + timedelta(days=3, hours=1))  # 3 days after arrival, 1 day after the call: not yet
+    assert not [e for e in events_of(lf, lead, "automation.fired") if e["trigger"] == "gone-quiet"]
+    run_once(lf, T0 + timedelta(days=5, minutes=1))
+    run_once(lf, T0 + timedelta(days=9))  # what leadflow did itself does not wake it up again
+    [fired] = [e for e in events_of(lf, lead, "automation.fired") if e["trigger"] == "gone-quiet"]
+    assert "nothing happened on the lead since" in fired["reason"]
