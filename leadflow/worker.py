@@ -106,28 +106,33 @@ class Worker:
                 log.exception("escalation round failed; retrying in 1 s")
                 self.stop.wait(1.0)
                 continue
-            wait = self.poll_seconds
-            if upcoming is not None:
-                wait = min(wait, max((upcoming - self.clock()).total_seconds(), 0.0))
-            self.stop.wait(wait)
+            self._sleep_until(upcoming)
 
     def run_automations(self) -> None:
         """Until stopped: read new events and fire the triggers, then the due delayed actions and overdue tasks."""
+        yields = self.app.engine.dialect.name == "sqlite"
         while not self.stop.is_set():
             try:
+                started = time.monotonic()
                 read = process_events(self.app, self.clock(), limit=self.batch * 5)
                 timed = fire_due(self.app, self.clock(), limit=self.batch)
                 if read.events or timed.timers:
+                    if yields:  # as the escalations do: intake's writer gets its turn between rounds
+                        self.stop.wait(min(time.monotonic() - started, 0.05))
                     continue  # more may be waiting
                 upcoming = next_timer_at(self.app)
             except Exception:
                 log.exception("automation round failed; retrying in 1 s")
                 self.stop.wait(1.0)
                 continue
-            wait = self.poll_seconds
-            if upcoming is not None:
-                wait = min(wait, max((upcoming - self.clock()).total_seconds(), 0.0))
-            self.stop.wait(wait)
+            self._sleep_until(upcoming)
+
+    def _sleep_until(self, upcoming: datetime | None) -> None:
+        """Until the next thing is due, never longer than the poll."""
+        wait = self.poll_seconds
+        if upcoming is not None:
+            wait = min(wait, max((upcoming - self.clock()).total_seconds(), 0.0))
+        self.stop.wait(wait)
 
     def run_deliveries(self) -> None:
         while not self.stop.is_set():

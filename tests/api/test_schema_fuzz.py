@@ -59,6 +59,10 @@ EXCLUDED: dict[tuple[str, str], list[Callable[..., Any]]] = {
     ("POST", "/api/v1/desk/{lead_id}/junk"): _RULES_DECIDE,  # a reason of only blanks says nothing
     ("POST", "/api/v1/users"): _RULES_DECIDE,  # the teams and the manager named must exist
     ("POST", "/api/v1/api-keys"): _RULES_DECIDE,  # origins and rate limits are for intake keys only
+    ("GET", "/api/v1/tasks"): _RULES_DECIDE,  # manager: must exist; overdue: only of open tasks
+    ("POST", "/api/v1/tasks"): _RULES_DECIDE,  # the lead and the manager must exist, who must see the lead
+    ("POST", "/api/v1/tasks/{task_id}/reassign"): _RULES_DECIDE,  # manager: must exist and see the lead
+    ("POST", "/api/v1/tasks/{task_id}/cancel"): _RULES_DECIDE,  # a reason of only blanks says nothing
     ("POST", "/api/v1/leads"): [positive_data_acceptance],
     ("POST", "/api/v1/leads/dry-run"): [positive_data_acceptance],
 }

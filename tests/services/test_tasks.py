@@ -299,8 +299,7 @@ def test_each_person_lists_the_tasks_of_their_scope_and_no_further(world: World)
     assert _ids(overdue) == [world.anna_lead, world.bohdan_lead] and all(t["overdue"] for t in overdue["items"])
     page = tasks.list_tasks(app, T0, who=ADMIN, limit=1, offset=1)
     assert _ids(page) == [world.bohdan_lead] and page["total"] == 3
-    with pytest.raises(InvalidInput, match="not linked to a manager"):
-        tasks.list_tasks(app, T0, who=ADMIN, scope="mine")
+    assert tasks.list_tasks(app, T0, who=ADMIN, scope="mine")["total"] == 0  # an admin who is no manager has none
     with pytest.raises(InvalidInput, match="only an open task is overdue"):
         tasks.list_tasks(app, T0, who=ADMIN, status="done", overdue=True)
     with pytest.raises(Forbidden):
