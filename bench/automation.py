@@ -58,7 +58,7 @@ from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.intake import take_lead
 from leadflow.settings import Settings
 from leadflow.store.db import make_engine, migrate
-from leadflow.store.tables import events, leads, tasks
+from leadflow.store.tables import events, leads, managers, tasks
 from leadflow.store.team_state import apply_rules_people
 from leadflow.worker import Worker
 
@@ -265,7 +265,8 @@ def evaluation_alone(app: Leadflow, repeat: int) -> float:
     the lead as triggers see it read beforehand: trigger evaluation without the database work around it."""
     with app.engine.connect() as conn:
         rows = conn.execute(select(leads).where(leads.c.merged_into_id.is_(None))).mappings().all()
-        states = [lead_state(conn, row, app.rules) for row in rows]
+        keys = dict(conn.execute(select(managers.c.id, managers.c.key)).all())
+        states = [lead_state(row, app.rules, keys.get(row["manager_id"]), None) for row in rows]
     occurrences = [(Occurrence("lead_created"), Occurrence("status_entered", status=s.status)) for s in states]
     automations = app.rules.automations
     best = float("inf")

@@ -111,10 +111,12 @@ class Worker:
     def run_automations(self) -> None:
         """Until stopped: read new events and fire the triggers, then the due delayed actions and overdue tasks."""
         yields = self.app.engine.dialect.name == "sqlite"
+        # On SQLite a round holds the one write lock intake needs: short rounds, with intake's turn between them.
+        events = self.batch * 5
         while not self.stop.is_set():
             try:
                 started = time.monotonic()
-                read = process_events(self.app, self.clock(), limit=self.batch * 5)
+                read = process_events(self.app, self.clock(), limit=events, budget=0.01 if yields else None)
                 timed = fire_due(self.app, self.clock(), limit=self.batch)
                 if read.events or timed.timers:
                     if yields:  # as the escalations do: intake's writer gets its turn between rounds

@@ -15,6 +15,7 @@ number of workers fire each delayed action exactly once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,7 +49,7 @@ from leadflow.services.tasks import TASK_OVERDUE, create_task_in, fire_overdue_i
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import add_event, append_events, new_event
 from leadflow.store.lead_rows import lead_row_to_clean
-from leadflow.store.tables import activities, automation_seen, events, leads, managers, tasks, teams, timers
+from leadflow.store.tables import activities, automation_seen, cadences, events, leads, managers, tasks, teams, timers
 from leadflow.store.team_state import load_manager
 
 log = logging.getLogger("leadflow.automation")
@@ -95,14 +96,101 @@ class Round:
     problems: list[str] = field(default_factory=list)
 
 
+_MANAGERS = select(managers.c.id, managers.c.key, managers.c.name, managers.c.team_id, managers.c.active)
+_TEAMS = select(teams)
+_WITH_DELAYED = select(timers.c.lead_id).where(timers.c.lead_id.in_(bindparam("ids", expanding=True)),
+                                               timers.c.kind == DELAYED)  # fmt: skip
+_WITH_CADENCE = select(cadences.c.lead_id).where(cadences.c.lead_id.in_(bindparam("ids", expanding=True)),
+                                                 cadences.c.state == cadence.RUNNING)  # fmt: skip
+_WITH_FOLLOWING = select(tasks.c.lead_id).where(tasks.c.lead_id.in_(bindparam("ids", expanding=True)),
+                                                tasks.c.status == "open", tasks.c.follows_owner.is_(True))  # fmt: skip
+_LEAD = select(leads).where(leads.c.id == bindparam("id"))
+_SET_TAGS = (
+    update(leads)
+    .where(leads.c.id == bindparam("t_id"))
+    .values(
+        tags=bindparam("t_tags", type_=leads.c.tags.type), updated_at=bindparam("t_now", type_=leads.c.updated_at.type)
+    )
+)
+_SEEN_NEW = automation_seen.insert()
+_SEEN_SET = (
+    update(automation_seen)
+    .where(automation_seen.c.lead_id == bindparam("s_lead"))
+    .values(status=bindparam("s_status"), temperature=bindparam("s_temperature"), score=bindparam("s_score"))
+)
+_IDLE_DROP = delete(timers).where(timers.c.lead_id.in_(bindparam("ids", expanding=True)), timers.c.kind == IDLE)
+# Changes the automations make themselves, which no trigger waits for: a lead with only these (and its status,
+# temperature and score as last seen) needs no look of its own.
+_OWN = frozenset({"task.created", "task.done", "task.cancelled", "task.reassigned", "lead.tagged", "lead.updated",
+                  "cadence.started", "cadence.stopped", "cadence.exhausted", "automation.webhook"})  # fmt: skip
+
+
+@dataclass
+class _Batch:
+    """One transaction of the automations: what it reads once (people, teams, which leads have waiting actions,
+    cadences, tasks that follow the owner) and what it writes at its end in one statement per table."""
+
+    app: Leadflow
+    now: datetime
+    done: Round
+    managers: dict[int, Any] = field(default_factory=dict)
+    teams: dict[int, RowMapping] = field(default_factory=dict)
+    delayed: set[int] = field(default_factory=set)
+    cadenced: set[int] = field(default_factory=set)
+    following: set[int] = field(default_factory=set)  # read: tasks made this round already have the owner
+    seen_new: list[dict[str, Any]] = field(default_factory=list)
+    seen_set: list[dict[str, Any]] = field(default_factory=list)
+    idle_from: dict[int, datetime] = field(default_factory=dict)  # lead -> when its quiet stretch began
+    idle_drop: set[int] = field(default_factory=set)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # events that nothing refers to by id
+
+    def read(self, conn: Connection, lead_ids: list[int]) -> None:
+        self.managers = {r.id: r for r in conn.execute(_MANAGERS)}
+        self.teams = {r["id"]: r for r in conn.execute(_TEAMS).mappings()}
+        self.delayed = set(conn.execute(_WITH_DELAYED, {"ids": lead_ids}).scalars())
+        self.cadenced = set(conn.execute(_WITH_CADENCE, {"ids": lead_ids}).scalars())
+        self.following = set(conn.execute(_WITH_FOLLOWING, {"ids": lead_ids}).scalars())
+
+    def team_of(self, lead: RowMapping) -> RowMapping | None:
+        if lead["team_id"] is not None:
+            return self.teams.get(lead["team_id"])
+        owner = self.managers.get(lead["manager_id"]) if lead["manager_id"] is not None else None
+        return self.teams.get(owner.team_id) if owner is not None else None
+
+    def state(self, lead: RowMapping) -> LeadState:
+        owner = self.managers.get(lead["manager_id"]) if lead["manager_id"] is not None else None
+        team = self.team_of(lead)
+        return lead_state(lead, self.app.rules, owner.key if owner else None, team["key"] if team else None)
+
+    def finish(self, conn: Connection) -> None:
+        if self.seen_new:
+            conn.execute(_SEEN_NEW, self.seen_new)
+        if self.seen_set:
+            conn.execute(_SEEN_SET, self.seen_set)
+        if self.idle_drop:
+            conn.execute(_IDLE_DROP, {"ids": sorted(self.idle_drop)})
+        idle = self.app.rules.automations.idle
+        if self.idle_from and idle:
+            conn.execute(timers.insert(), [
+                {"lead_id": lead_id, "kind": IDLE, "due_at": at + t.when.period, "ref": t.key, "created_at": self.now,
+                 "data": {"trigger": t.key, "since": at.isoformat()}}
+                for lead_id, at in sorted(self.idle_from.items()) for t in idle if t.when.period is not None
+            ])  # fmt: skip
+        if self.notes:
+            append_events(conn, self.notes)
+
+
 # --- the event log -------------------------------------------------------------------------------------------
 
 
-def process_events(app: Leadflow, now: datetime, limit: int = 500) -> Round:
-    """Read up to `limit` waiting events and act on them, in one transaction."""
+def process_events(app: Leadflow, now: datetime, limit: int = 500, budget: float | None = None) -> Round:
+    """Read up to `limit` waiting events and act on them, in one transaction. `budget`: seconds after which the
+    round ends with the lead it is on (the rest wait for the next round), so a round holds SQLite's one write lock
+    only that long."""
     done = Round()
     if app.is_sqlite and not _anything_waiting(app):
         return done  # look before taking SQLite's one write lock
+    started = time.monotonic()
     with app.engine.begin() as conn:
         if (
             conn.dialect.name == "postgresql"
@@ -112,6 +200,7 @@ def process_events(app: Leadflow, now: datetime, limit: int = 500) -> Round:
         rows = conn.execute(_WAITING, {"limit": limit}).all()
         if not rows:
             return done
+        read = [r.id for r in rows if r.lead_id is None]
         by_lead: dict[int, list[Any]] = {}
         for row in rows:
             if row.lead_id is not None:
@@ -120,12 +209,29 @@ def process_events(app: Leadflow, now: datetime, limit: int = 500) -> Round:
             ids = sorted(by_lead)
             found = {r["id"]: r for r in conn.execute(_LEADS.with_for_update(), {"ids": ids}).mappings()}
             seen = {r["lead_id"]: r for r in conn.execute(_SEEN, {"ids": ids}).mappings()}
-            for lead_id, group in by_lead.items():
-                if lead_id in found:
-                    _lead_events(conn, app, found[lead_id], seen.get(lead_id), group, now, done)
-        conn.execute(_DONE, {"ids": [r.id for r in rows]})
-        done.events = len(rows)
+            batch = _Batch(app, now, done)
+            batch.read(conn, ids)
+            for lead_id, group in by_lead.items():  # in the order of each lead's first waiting event
+                if budget is not None and read and time.monotonic() - started > budget:
+                    break
+                lead = found.get(lead_id)
+                if lead is not None and _worth_a_look(lead, seen.get(lead_id), group):
+                    _lead_events(conn, batch, lead, seen.get(lead_id), group)
+                read += [e.id for e in group]
+            batch.finish(conn)
+        conn.execute(_DONE, {"ids": read})
+        done.events = len(read)
     return done
+
+
+def _worth_a_look(lead: RowMapping, seen: RowMapping | None, group: Sequence[Any]) -> bool:
+    """Whether anything in the group can matter: not only the automations' own doings, on a lead that stands where
+    it stood (most of the log, once triggers act: their tasks, tags and reports)."""
+    if seen is None or (seen["status"], seen["temperature"], seen["score"]) != (
+        lead["status"], lead["temperature"], lead["score"]
+    ):  # fmt: skip
+        return True
+    return any(not (e.type in _OWN or e.type.startswith("automation.")) for e in group)
 
 
 def _anything_waiting(app: Leadflow) -> bool:
@@ -133,34 +239,56 @@ def _anything_waiting(app: Leadflow) -> bool:
         return conn.execute(select(events.c.id).where(events.c.automate.is_not(None)).limit(1)).first() is not None
 
 
-def _lead_events(
-    conn: Connection, app: Leadflow, lead: RowMapping, seen: RowMapping | None, group: Sequence[Any], now: datetime,
-    done: Round,
-) -> None:  # fmt: skip
-    rules = app.rules
+def _lead_events(conn: Connection, batch: _Batch, lead: RowMapping, seen: RowMapping | None,
+                 group: Sequence[Any]) -> None:  # fmt: skip
+    rules = batch.app.rules
+    occurrences = [(occ, e) for occ, e in _occurrences(rules, lead, seen, group)
+                   if occ.event in rules.automations.by_event]  # fmt: skip
+    current = lead
+    state = batch.state(lead) if occurrences else None
+    for occ, event in occurrences:
+        assert state is not None
+        for trigger in rules.automations.fires(occ, state):
+            if _fire_or_wait(conn, batch, trigger, occ, event, current, state):
+                current = _reload(conn, lead["id"])
+                state = batch.state(current)
+    _keep_in_step(conn, batch, current, group)
+    if lead["id"] in batch.delayed:
+        _cancel_stale(conn, batch, _reload(conn, lead["id"]))
+    # As the events told it, not as the actions just left it: their own changes are events the next round reads.
+    values = {"status": lead["status"], "temperature": lead["temperature"], "score": lead["score"]}
+    if seen is None:
+        batch.seen_new.append({"lead_id": lead["id"], **values})
+    elif any(seen[k] != v for k, v in values.items()):
+        batch.seen_set.append({"s_lead": lead["id"], **{f"s_{k}": v for k, v in values.items()}})
+
+
+def _occurrences(rules: Any, lead: RowMapping, seen: RowMapping | None,
+                 group: Sequence[Any]) -> list[tuple[Occurrence, Any]]:  # fmt: skip
+    """What happened to the lead, as triggers' `when:` see it, each with the event it came from."""
     statuses = {s.key: s.outcome for s in rules.funnel}
     created = any(e.type == "lead.received" for e in group) and lead["merged_into_id"] is None
     before = seen["status"] if seen is not None else None
     last = group[-1]
     # The statuses the lead went through, each with the event that moved it there (its cause, for the depth).
     path: list[tuple[str, Any]] = [] if (seen is None and created) else [(before or lead["status"], None)]
-    occurrences: list[tuple[Occurrence, Any]] = []
+    found: list[tuple[Occurrence, Any]] = []
     for e in group:
         data = e.data or {}
         if e.type == "lead.received" and created:
-            occurrences.append((Occurrence("lead_created"), e))
+            found.append((Occurrence("lead_created"), e))
         elif e.type in ("lead.contacted", "lead.contact_attempt"):
-            occurrences.append((Occurrence("contact", kind=data.get("kind"), outcome=data.get("outcome")), e))
+            found.append((Occurrence("contact", kind=data.get("kind"), outcome=data.get("outcome")), e))
         elif e.type == "lead.escalated":
-            occurrences.append((Occurrence("sla_breached"), e))
+            found.append((Occurrence("sla_breached"), e))
         elif e.type == "lead.chain_exhausted":
-            occurrences += [(Occurrence("sla_breached"), e), (Occurrence("chain_ended"), e)]
+            found += [(Occurrence("sla_breached"), e), (Occurrence("chain_ended"), e)]
         elif e.type == "message.received":
-            occurrences.append((Occurrence("message_received"), e))
+            found.append((Occurrence("message_received"), e))
         elif e.type.startswith("client."):
-            occurrences.append((Occurrence("client_event", client_event=e.type[7:]), e))
+            found.append((Occurrence("client_event", client_event=e.type[7:]), e))
         elif e.type == "task.overdue":
-            occurrences.append((Occurrence("task_overdue"), e))
+            found.append((Occurrence("task_overdue"), e))
         if e.type in _STATUS_OF and data.get(_STATUS_OF[e.type]):
             path.append((data[_STATUS_OF[e.type]], e))
     if not path or path[-1][0] != lead["status"]:
@@ -171,23 +299,11 @@ def _lead_events(
             continue
         event = moved_by or last
         if i > 0:
-            occurrences.append((Occurrence("status_left", status=steps[i - 1][0]), event))
-        occurrences.append((Occurrence("status_entered", status=status), event))
+            found.append((Occurrence("status_left", status=steps[i - 1][0]), event))
+        found.append((Occurrence("status_entered", status=status), event))
         if i > 0 and statuses.get(status) in ("won", "lost"):
-            occurrences.append((Occurrence(f"deal_{statuses[status]}"), event))
-    occurrences += _warmer(rules, lead, seen, created, last)
-    listened = rules.automations.by_event
-    occurrences = [(occ, e) for occ, e in occurrences if occ.event in listened]
-    state = lead_state(conn, lead, rules) if occurrences else None
-    for occ, event in occurrences:
-        assert state is not None
-        for trigger in rules.automations.fires(occ, state):
-            _fire_or_wait(conn, app, trigger, occ, event, lead, state, now, done)
-            state = lead_state(conn, _reload(conn, lead["id"]), rules)
-    _keep_in_step(conn, app, _reload(conn, lead["id"]), group, now)
-    _cancel_stale(conn, app, lead["id"], now)
-    # As the events told it, not as the actions just left it: their own changes are events the next round reads.
-    _remember(conn, lead["id"], seen, lead)
+            found.append((Occurrence(f"deal_{statuses[status]}"), event))
+    return found + _warmer(rules, lead, seen, created, last)
 
 
 def _warmer(
@@ -214,61 +330,72 @@ def _warmer(
 
 
 def _fire_or_wait(
-    conn: Connection, app: Leadflow, trigger: Trigger, occ: Occurrence, event: Any, lead: RowMapping,
-    state: LeadState, now: datetime, done: Round,
-) -> None:  # fmt: skip
+    conn: Connection, batch: _Batch, trigger: Trigger, occ: Occurrence, event: Any, lead: RowMapping,
+    state: LeadState,
+) -> bool:  # fmt: skip
+    """Fire the trigger now, or write its delayed action; whether the lead changed."""
+    app, now, done = batch.app, batch.now, batch.done
     cause = tuple((event.data or {}).get("automation") or ())
     if len(cause) >= app.rules.automations.max_depth:
         chain = " → ".join((*cause, trigger.key))
-        add_event(conn, new_event(lead["id"], "automation.stopped", now, "automation", trigger=trigger.key,
-                                  chain=[*cause, trigger.key],
-                                  reason=f"stopped: {len(cause)} automations in a row already ({chain}); the limit "
-                                  f"is automations.max_depth = {app.rules.automations.max_depth}"))  # fmt: skip
+        batch.notes.append(new_event(lead["id"], "automation.stopped", now, "automation", trigger=trigger.key,
+                                     chain=[*cause, trigger.key],
+                                     reason=f"stopped: {len(cause)} automations in a row already ({chain}); the "
+                                     f"limit is automations.max_depth = {app.rules.automations.max_depth}"))  # fmt: skip
         done.problems.append(f"lead {lead['id']}: chain stopped at {trigger.key}")
-        return
+        return False
     if trigger.after is not None:
         due = event.at + trigger.after
         conn.execute(timers.insert().values(
             lead_id=lead["id"], kind=DELAYED, due_at=due, ref=trigger.key, created_at=now,
             data={"trigger": trigger.key, "event_id": event.id, "when": occ.describe(), "cause": list(cause)},
         ))  # fmt: skip
-        append_events(conn, [new_event(lead["id"], "automation.waiting", now, "automation", trigger=trigger.key,
-                                       due_at=due.isoformat(), reason=f"{trigger.when.describe()}: acting at "
-                                       f"{due:%Y-%m-%d %H:%M} UTC if the lead then still matches")])  # fmt: skip
+        batch.notes.append(new_event(lead["id"], "automation.waiting", now, "automation", trigger=trigger.key,
+                                     due_at=due.isoformat(), reason=f"{trigger.when.describe()}: acting at "
+                                     f"{due:%Y-%m-%d %H:%M} UTC if the lead then still matches"))  # fmt: skip
+        batch.delayed.add(lead["id"])
         done.delayed += 1
-        return
-    if run_trigger(conn, app, trigger, lead, state, occ.describe(), cause, now):
-        done.fired += 1
+        return False
+    fired, changed = run_trigger(conn, batch, trigger, lead, occ.describe(), cause)
+    done.fired += fired
+    return changed
+
+
+# What changes the lead row itself (the rest adds rows beside it).
+_CHANGES_LEAD = frozenset({"status", "set", "tag", "untag", "cadence"})
 
 
 def run_trigger(
-    conn: Connection, app: Leadflow, trigger: Trigger, lead: RowMapping, state: LeadState, why: str,
-    cause: tuple[str, ...], now: datetime,
-) -> bool:  # fmt: skip
+    conn: Connection, batch: _Batch, trigger: Trigger, lead: RowMapping, why: str, cause: tuple[str, ...]
+) -> tuple[bool, bool]:
     """Carry out a trigger's steps in order, all or none: a step that cannot be done undoes the ones before it and
-    leaves an event saying why."""
+    leaves an event saying why. Returns (done, whether the lead row changed)."""
     who = automation(trigger.key, cause)
     did: list[str] = []
+    current = lead
+    changed = False
     try:
         with conn.begin_nested():
             for step in trigger.then:
-                did.append(_step(conn, app, step, trigger, _reload(conn, lead["id"]), who, now))
+                did.append(_step(conn, batch, step, trigger, current, who))
+                if step.action in _CHANGES_LEAD:
+                    current, changed = _reload(conn, lead["id"]), True
     except LeadflowError as exc:
-        _failed(conn, lead["id"], trigger, why, str(exc), now)
-        return False
+        _failed(batch, lead["id"], trigger, why, str(exc))
+        return False, False
     except Exception as exc:  # a fault in leadflow must not stop every other lead's automations
         log.exception("trigger %s failed on lead %s", trigger.key, lead["id"])
-        _failed(conn, lead["id"], trigger, why, f"an internal error ({type(exc).__name__})", now)
-        return False
+        _failed(batch, lead["id"], trigger, why, f"an internal error ({type(exc).__name__})")
+        return False, False
     checked = f"; {trigger.check.fields}" if trigger.check.fields else ""
-    add_event(conn, new_event(lead["id"], "automation.fired", now, who, trigger=trigger.key, steps=did,
-                              reason=f"{why}{checked}: {'; '.join(did)}"))  # fmt: skip
-    return True
+    batch.notes.append(new_event(lead["id"], "automation.fired", batch.now, who, trigger=trigger.key, steps=did,
+                                 reason=f"{why}{checked}: {'; '.join(did)}"))  # fmt: skip
+    return True, changed
 
 
-def _failed(conn: Connection, lead_id: int, trigger: Trigger, why: str, problem: str, now: datetime) -> None:
-    add_event(conn, new_event(lead_id, "automation.failed", now, "automation", trigger=trigger.key,
-                              reason=f"{why}: not done, {problem}"))  # fmt: skip
+def _failed(batch: _Batch, lead_id: int, trigger: Trigger, why: str, problem: str) -> None:
+    batch.notes.append(new_event(lead_id, "automation.failed", batch.now, "automation", trigger=trigger.key,
+                                 reason=f"{why}: not done, {problem}"))  # fmt: skip
 
 
 # --- the steps -----------------------------------------------------------------------------------------------
@@ -278,19 +405,18 @@ class StepRefused(LeadflowError):
     """A step that cannot be carried out on this lead now (no owner to give a task to, no channel to reply in)."""
 
 
-def _step(
-    conn: Connection, app: Leadflow, step: Step, trigger: Trigger, lead: RowMapping, who: Principal, now: datetime
-) -> str:
-    state = lead_state(conn, lead, app.rules)
-    owner = _manager(conn, app, lead["manager_id"])
-    context = template_context(state, owner.name if owner else None, {"trigger": trigger.key})
+def _step(conn: Connection, batch: _Batch, step: Step, trigger: Trigger, lead: RowMapping, who: Principal) -> str:
+    app, now = batch.app, batch.now
+    owner = batch.managers.get(lead["manager_id"]) if lead["manager_id"] is not None else None
+    context = template_context(batch.state(lead), owner.name if owner else None, {"trigger": trigger.key})
     if step.task is not None:
-        person = _person(conn, app, step.task.assignee, lead)
+        person = _person(conn, batch, step.task.assignee, lead)
         due, how = due_at(step.task.due, now, person.hours)
         title = render_text(step.task.title, context)[:200] or trigger.key
+        follows = step.task.assignee == "owner"  # made with the owner now: nothing to move in this round
         create_task_in(conn, app, lead_id=lead["id"], manager_id=person.id, title=title, due_at=due, now=now,
                        who=who, kind=step.task.kind, reason=f"trigger {trigger.key}: {how}", source=trigger.key,
-                       follows_owner=step.task.assignee == "owner", note=step.task.note)  # fmt: skip
+                       follows_owner=follows, note=render_text(step.task.note, context) if step.task.note else None)  # fmt: skip
         return f"task {title!r} for {person.name}, {how}"
     if step.notify is not None:
         body = render_text(step.notify.text, context)
@@ -298,16 +424,16 @@ def _step(
         event_id = add_event(conn, new_event(lead["id"], "automation.notified", now, who, to=step.notify.to,
                                              text=body[:500]))  # fmt: skip
         if step.notify.to == "team":
-            team = _team_row(conn, lead)
+            team = batch.team_of(lead)
             if team is None:
                 raise StepRefused("the lead has no team to tell")
             notify(conn, app, "automation.notice", event_id, None, card, now, team_chat=team)
             return f"told the team chat of {team['name']}"
-        person = _person(conn, app, step.notify.to, lead)
+        person = _person(conn, batch, step.notify.to, lead)
         notify(conn, app, "automation.notice", event_id, person, card, now)
         return f"told {person.name}"
     if step.reply is not None:
-        return _reply(conn, app, step.reply, lead, state, context, who, now)
+        return _reply(conn, app, step.reply, lead, context, who, now)
     if step.status is not None:
         reason = step.status.reason or f"automation {trigger.key}"
         set_status_in(conn, app, lead, step.status.to, now, who=who, reason=reason)
@@ -317,7 +443,7 @@ def _step(
     if step.tag is not None or step.untag is not None:
         have = list(lead["tags"] or [])
         tags = [t for t in have if t not in (step.untag or ())] + [t for t in step.tag or () if t not in have]
-        conn.execute(update(leads).where(leads.c.id == lead["id"]).values(tags=tags, updated_at=now))
+        conn.execute(_SET_TAGS, {"t_id": lead["id"], "t_tags": tags, "t_now": now})
         append_events(conn, [new_event(lead["id"], "lead.tagged", now, who, tags=tags, was=have)])
         return f"tags: {', '.join(tags) or 'none'}"
     if step.webhook is not None:
@@ -333,13 +459,14 @@ def _step(
         if not step.cadence.start:
             stopped = cadence.stop_in(conn, lead["id"], f"stopped by trigger {trigger.key}", now, who)
             return "cadence stopped" if stopped else "no cadence was running"
+        batch.cadenced.add(lead["id"])
         return "cadence: " + cadence.start_in(conn, app, lead, now, who=who, policy=step.cadence.policy)
     raise StepRefused(f"step {step.action} is not known")  # the rules schema allows no other
 
 
 def _reply(
-    conn: Connection, app: Leadflow, key: str, lead: RowMapping, state: LeadState, context: dict[str, Any],
-    who: Principal, now: datetime,
+    conn: Connection, app: Leadflow, key: str, lead: RowMapping, context: dict[str, Any], who: Principal,
+    now: datetime,
 ) -> str:  # fmt: skip
     """The template's variant for the lead's channel, language and temperature, sent through the outbox; an
     activity of leadflow's, not the manager's first contact."""
@@ -382,31 +509,25 @@ def _set_fields(conn: Connection, lead: RowMapping, values: Mapping[str, Any], n
 # --- who ------------------------------------------------------------------------------------------------------
 
 
-def _manager(conn: Connection, app: Leadflow, manager_id: int | None) -> Any:
-    return load_manager(conn, manager_id, app.rules.default_timezone) if manager_id is not None else None
-
-
-def _person(conn: Connection, app: Leadflow, spec: str, lead: RowMapping) -> Any:
+def _person(conn: Connection, batch: _Batch, spec: str, lead: RowMapping) -> Any:
     """owner, head, role:<role> (its member in the lead's team with the fewest open tasks), manager:<key>."""
+    app = batch.app
     if spec == "owner":
-        found = _manager(conn, app, lead["manager_id"])
-        if found is None:
+        if lead["manager_id"] is None:
             raise StepRefused("the lead has no owner")
-        return found
-    team = _team_row(conn, lead)
+        return load_manager(conn, lead["manager_id"], app.rules.default_timezone)
+    team = batch.team_of(lead)
     if spec == "head":
-        key = team["head_key"] if team is not None else None
-        if key is None:
+        if team is None or team["head_key"] is None:
             raise StepRefused("the lead's team has no head")
-        keys = [key]
+        keys = [team["head_key"]]
     elif spec.startswith("role:"):
         members = app.rules.roles.get(spec[5:], ())
         in_team = [m.key for m in app.rules.managers if m.key in members and team is not None and m.team == team["key"]]
         keys = in_team or list(members)
     else:
         keys = [spec[8:]]
-    rows = conn.execute(select(managers.c.id, managers.c.key).where(managers.c.key.in_(keys),
-                                                                    managers.c.active.is_(True))).all()  # fmt: skip
+    rows = [m for m in batch.managers.values() if m.key in keys and m.active]
     if not rows:
         raise StepRefused(f"nobody active is {spec}")
     if len(rows) > 1:
@@ -414,95 +535,73 @@ def _person(conn: Connection, app: Leadflow, spec: str, lead: RowMapping) -> Any
             tasks.c.status == "open", tasks.c.manager_id.in_([r.id for r in rows])).group_by(tasks.c.manager_id)
         ).all())  # fmt: skip
         rows = sorted(rows, key=lambda r: (load.get(r.id, 0), keys.index(r.key)))
-    return _manager(conn, app, rows[0].id)
-
-
-def _team_row(conn: Connection, lead: RowMapping) -> RowMapping | None:
-    if lead["team_id"] is not None:
-        return conn.execute(select(teams).where(teams.c.id == lead["team_id"])).mappings().first()
-    if lead["manager_id"] is not None:
-        return conn.execute(select(teams).join(managers, managers.c.team_id == teams.c.id)
-                            .where(managers.c.id == lead["manager_id"])).mappings().first()  # fmt: skip
-    return None
+    return load_manager(conn, rows[0].id, app.rules.default_timezone)
 
 
 # --- the lead as triggers see it -----------------------------------------------------------------------------
 
 
-def lead_state(conn: Connection, lead: RowMapping, rules: Any) -> LeadState:
+def lead_state(lead: RowMapping, rules: Any, owner: str | None, team: str | None) -> LeadState:
     clean = lead_row_to_clean(lead)
-    owner = conn.execute(select(managers.c.key).where(managers.c.id == lead["manager_id"])).scalar() \
-        if lead["manager_id"] is not None else None  # fmt: skip
-    team = _team_row(conn, lead)
     fields = {name: getattr(clean, name) for name in clean.__dataclass_fields__}
     return LeadState(**fields, id=lead["id"], status=lead["status"], open=lead["status"] in rules.open_statuses,
-                     contacted=lead["first_contact_at"] is not None, owner=owner,
-                     team=team["key"] if team is not None else None, tags=tuple(lead["tags"] or ()),
-                     sla_state=lead["sla_state"], queue=lead["queue"])  # fmt: skip
+                     contacted=lead["first_contact_at"] is not None, owner=owner, team=team,
+                     tags=tuple(lead["tags"] or ()), sla_state=lead["sla_state"], queue=lead["queue"])  # fmt: skip
 
 
 def _reload(conn: Connection, lead_id: int) -> RowMapping:
-    return conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().one()
+    return conn.execute(_LEAD, {"id": lead_id}).mappings().one()
 
 
-def _remember(conn: Connection, lead_id: int, seen: RowMapping | None, lead: RowMapping) -> None:
-    values = {"status": lead["status"], "temperature": lead["temperature"], "score": lead["score"]}
-    if seen is None:
-        conn.execute(automation_seen.insert().values(lead_id=lead_id, **values))
-    elif any(seen[k] != v for k, v in values.items()):
-        conn.execute(update(automation_seen).where(automation_seen.c.lead_id == lead_id).values(**values))
-
-
-def _keep_in_step(conn: Connection, app: Leadflow, lead: RowMapping, group: Sequence[Any], now: datetime) -> None:
+def _keep_in_step(conn: Connection, batch: _Batch, lead: RowMapping, group: Sequence[Any]) -> None:
     """What follows the lead without a trigger: the cadence hears of calls and of the client, tasks follow a new
     owner, and an idle period starts again with each thing people or the client do."""
+    app, now, lead_id = batch.app, batch.now, lead["id"]
     system = Principal("system", "cadence")
-    for e in group:
-        data = e.data or {}
-        if (
-            e.type == "lead.contact_attempt"
-            and data.get("kind") == "call"
-            and data.get("outcome") in cadence.UNANSWERED
-        ):
-            cadence.attempted_in(conn, app, _reload(conn, lead["id"]), e.at, now, system)
-        elif e.type in ("lead.contacted", "lead.contact_attempt") and data.get("kind") == "call" \
-                and data.get("outcome") in ("connected", "wrong_number"):  # fmt: skip
-            cadence.stop_in(conn, lead["id"], f"the call {data['outcome'].replace('_', ' ')}", now, system)
-        elif e.type == "message.received":
-            cadence.stop_in(conn, lead["id"], "the client wrote", now, system)
-        if e.type in _MANAGER_EVENTS:
-            move_owner_tasks_in(conn, lead["id"], lead["manager_id"], now, system)
-            cadence.resume_in(conn, app, lead, now, system)
-    if lead["status"] not in app.rules.open_statuses:
-        cadence.stop_in(conn, lead["id"], f"the lead is {lead['status']}", now, system)
-    idle = app.rules.automations.idle
-    active = [e for e in group if e.type not in _NOT_ACTIVITY and not (e.data or {}).get("automation")]
-    if idle and active:
-        conn.execute(delete(timers).where(timers.c.lead_id == lead["id"], timers.c.kind == IDLE))
-        if lead["status"] in app.rules.open_statuses:
-            at = max(e.at for e in active)
-            conn.execute(timers.insert(), [
-                {"lead_id": lead["id"], "kind": IDLE, "due_at": at + t.when.period, "ref": t.key, "created_at": now,
-                 "data": {"trigger": t.key, "since": at.isoformat()}}
-                for t in idle if t.when.period is not None
-            ])  # fmt: skip
+    if lead_id in batch.cadenced:
+        for e in group:
+            data = e.data or {}
+            if e.type == "lead.contact_attempt" and data.get("kind") == "call" \
+                    and data.get("outcome") in cadence.UNANSWERED:  # fmt: skip
+                cadence.attempted_in(conn, app, _reload(conn, lead_id), e.at, now, system)
+            elif e.type in ("lead.contacted", "lead.contact_attempt") and data.get("kind") == "call" \
+                    and data.get("outcome") in ("connected", "wrong_number"):  # fmt: skip
+                cadence.stop_in(conn, lead_id, f"the call {data['outcome'].replace('_', ' ')}", now, system)
+            elif e.type == "message.received":
+                cadence.stop_in(conn, lead_id, "the client wrote", now, system)
+        if lead["status"] not in app.rules.open_statuses:
+            cadence.stop_in(conn, lead_id, f"the lead is {lead['status']}", now, system)
+    if any(e.type in _MANAGER_EVENTS for e in group):
+        if lead_id in batch.following:
+            move_owner_tasks_in(conn, lead_id, lead["manager_id"], now, system)
+        if lead_id in batch.cadenced:
+            cadence.resume_in(conn, app, _reload(conn, lead_id), now, system)
+    if app.rules.automations.idle:
+        active = [e.at for e in group if e.type not in _NOT_ACTIVITY and e.type not in _OWN
+                  and not (e.data or {}).get("automation")]  # fmt: skip
+        if active:
+            batch.idle_drop.add(lead_id)
+            if lead["status"] in app.rules.open_statuses:
+                batch.idle_from[lead_id] = max(active)
+            else:
+                batch.idle_from.pop(lead_id, None)
 
 
-def _cancel_stale(conn: Connection, app: Leadflow, lead_id: int, now: datetime) -> None:
+def _cancel_stale(conn: Connection, batch: _Batch, lead: RowMapping) -> None:
     """A delayed action whose condition stopped holding is cancelled now, with why."""
-    waiting = conn.execute(select(timers.c.id, timers.c.ref).where(timers.c.lead_id == lead_id,
+    waiting = conn.execute(select(timers.c.id, timers.c.ref).where(timers.c.lead_id == lead["id"],
                                                                    timers.c.kind == DELAYED)).all()  # fmt: skip
     if not waiting:
         return
-    state = lead_state(conn, _reload(conn, lead_id), app.rules)
-    triggers = {t.key: t for t in app.rules.automations.triggers}
+    state = batch.state(lead)
+    triggers = {t.key: t for t in batch.app.rules.automations.triggers}
     for timer in waiting:
         trigger = triggers.get(timer.ref or "")
         miss = "the trigger is no longer in the rules" if trigger is None else trigger.check.miss(state)
         if miss:
             conn.execute(delete(timers).where(timers.c.id == timer.id))
-            append_events(conn, [new_event(lead_id, "automation.cancelled", now, "automation", trigger=timer.ref,
-                                           reason=f"no longer applies: {miss}")])  # fmt: skip
+            batch.notes.append(new_event(lead["id"], "automation.cancelled", batch.now, "automation",
+                                         trigger=timer.ref, reason=f"no longer applies: {miss}"))  # fmt: skip
 
 
 # --- timers --------------------------------------------------------------------------------------------------
@@ -523,39 +622,37 @@ def fire_due(app: Leadflow, now: datetime, limit: int = 100) -> Round:
         if taken:
             conn.execute(delete(timers).where(timers.c.id.in_([t.id for t in taken])))
         triggers = {t.key: t for t in app.rules.automations.enabled}
+        batch = _Batch(app, now, done)
+        batch.read(conn, ids)
         for t in taken:
-            lead = _reload(conn, t.lead_id)
             if t.kind == TASK_OVERDUE:
                 fire_overdue_in(conn, app, int(t.data["task"]), now)
             else:
-                _timer_trigger(conn, app, triggers.get(t.ref or ""), t, lead, now, done)
+                _timer_trigger(conn, batch, triggers.get(t.ref or ""), t, _reload(conn, t.lead_id))
             done.timers += 1
+        batch.finish(conn)
     return done
 
 
-def _timer_trigger(
-    conn: Connection, app: Leadflow, trigger: Trigger | None, timer: Any, lead: RowMapping, now: datetime,
-    done: Round,
-) -> None:  # fmt: skip
+def _timer_trigger(conn: Connection, batch: _Batch, trigger: Trigger | None, timer: Any, lead: RowMapping) -> None:
     data = timer.data or {}
     if trigger is None:
-        append_events(conn, [new_event(lead["id"], "automation.cancelled", now, "automation", trigger=timer.ref,
-                                       reason="the trigger is no longer in the rules")])  # fmt: skip
+        batch.notes.append(new_event(lead["id"], "automation.cancelled", batch.now, "automation", trigger=timer.ref,
+                                     reason="the trigger is no longer in the rules"))  # fmt: skip
         return
-    state = lead_state(conn, lead, app.rules)
-    if timer.kind == IDLE and lead["status"] not in app.rules.open_statuses:
+    if timer.kind == IDLE and lead["status"] not in batch.app.rules.open_statuses:
         return
-    miss = trigger.check.miss(state)
+    miss = trigger.check.miss(batch.state(lead))
     if miss:
-        append_events(conn, [new_event(lead["id"], "automation.cancelled", now, "automation", trigger=trigger.key,
-                                       reason=f"no longer applies: {miss}")])  # fmt: skip
+        batch.notes.append(new_event(lead["id"], "automation.cancelled", batch.now, "automation",
+                                     trigger=trigger.key, reason=f"no longer applies: {miss}"))  # fmt: skip
         return
     if timer.kind == IDLE:
         why = f"nothing happened on the lead since {data.get('since', '?')[:16]} UTC"
     else:
         why = f"{data.get('when', trigger.when.describe())}, {_ago(trigger.after)} ago"
-    if run_trigger(conn, app, trigger, lead, state, why, tuple(data.get("cause") or ()), now):
-        done.fired += 1
+    fired, _changed = run_trigger(conn, batch, trigger, lead, why, tuple(data.get("cause") or ()))
+    batch.done.fired += fired
 
 
 def _ago(period: timedelta | None) -> str:

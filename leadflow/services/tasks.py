@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, and_, case, delete, false, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, false, func, or_, select, true, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from leadflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -27,7 +27,7 @@ from leadflow.services.access import guard_lead, lead_access, restrict
 from leadflow.services.context import Leadflow
 from leadflow.services.sla import lead_context, notify
 from leadflow.store.db import READ_ONLY
-from leadflow.store.events import add_event, new_event
+from leadflow.store.events import add_event, append_events, new_event
 from leadflow.store.lead_rows import lead_row_to_clean
 from leadflow.store.tables import assignments, leads, managers, tasks, teams, timers
 from leadflow.store.team_state import load_manager
@@ -64,17 +64,18 @@ def create_task_in(
     if not reason.strip():
         raise InvalidInput.one("reason", "say why the task exists")
     manager_key = _manager_key(conn, manager_id)
-    task_id = int(conn.execute(tasks.insert().returning(tasks.c.id).values(
-        lead_id=lead_id, manager_id=manager_id, kind=kind, title=title, status="open", due_at=due_at, created_at=now,
-        note=_note(note), reason=reason, actor=who.label, source=source[:60], follows_owner=follows_owner,
-        cadence_attempt=cadence_attempt, updated_at=now,
-    )).scalar_one())  # fmt: skip
-    add_event(conn, new_event(lead_id, "task.created", now, who, task=task_id, title=title, manager=manager_key,
-                              due_at=due_at.isoformat() if due_at else None, kind=kind, source=source,
-                              reason=reason))  # fmt: skip
+    # Statements built once, parameters per task: automations make a task or two for many leads in one round.
+    task_id = int(conn.execute(_INSERT_TASK, {
+        "lead_id": lead_id, "manager_id": manager_id, "kind": kind, "title": title, "status": "open",
+        "due_at": due_at, "created_at": now, "note": _note(note), "reason": reason, "actor": who.label,
+        "source": source[:60], "follows_owner": follows_owner, "cadence_attempt": cadence_attempt, "updated_at": now,
+    }).scalar_one())  # fmt: skip
+    append_events(conn, [new_event(lead_id, "task.created", now, who, task=task_id, title=title, manager=manager_key,
+                                   due_at=due_at.isoformat() if due_at else None, kind=kind, source=source,
+                                   reason=reason)])  # fmt: skip
     if due_at is not None:
-        conn.execute(timers.insert().values(lead_id=lead_id, kind=TASK_OVERDUE, due_at=due_at, data={"task": task_id},
-                                            ref=timer_ref(task_id), created_at=now))  # fmt: skip
+        conn.execute(_INSERT_TIMER, {"lead_id": lead_id, "kind": TASK_OVERDUE, "due_at": due_at,
+                                     "data": {"task": task_id}, "ref": timer_ref(task_id), "created_at": now})  # fmt: skip
     return task_id
 
 
@@ -398,10 +399,15 @@ def _drop_timer(conn: Connection, task: RowMapping) -> None:
     conn.execute(delete(timers).where(timers.c.lead_id == task["lead_id"], timers.c.ref == timer_ref(task["id"])))
 
 
+_INSERT_TASK = tasks.insert().returning(tasks.c.id)
+_INSERT_TIMER = timers.insert()
+_MANAGER_KEY = select(managers.c.key).where(managers.c.id == bindparam("id"))
+
+
 def _manager_key(conn: Connection, manager_id: int | None) -> str | None:
     if manager_id is None:
         return None
-    key: str | None = conn.execute(select(managers.c.key).where(managers.c.id == manager_id)).scalar()
+    key: str | None = conn.execute(_MANAGER_KEY, {"id": manager_id}).scalar()
     return key
 
 
