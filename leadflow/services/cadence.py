@@ -99,6 +99,8 @@ def _plan(
     team_tz = (team.timezone if team else None) or app.rules.default_timezone
     hours = parse_working_hours(team.hours if team else None, team_tz)
     closed = frozenset(i for i, spans in enumerate(hours.week) if not spans)
+    if hours.closed_dates:  # the team's own days off (holidays in its hours) count as the policy's
+        policy = policy.model_copy(update={"holidays": tuple(sorted({*policy.holidays, *hours.closed_dates}))})
     own = lead_row_to_clean(lead).extra.get("timezone")  # a form may say where the client is
     zone, _ = client_timezone(lead["phone"], own if isinstance(own, str) else None, team_tz)
     plan = next_attempt(policy, phone_type=lead["phone_type"], client_tz=zone, team_tz=team_tz, team_closed=closed,

@@ -2,7 +2,7 @@
 triggers on events, delayed actions that fire once or are cancelled, the call cadence, overdue tasks, the depth limit."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +33,7 @@ funnel:
   - {key: junk, open: false}
   - {key: lost, open: false, outcome: lost}
 teams:
-  - {key: kyiv, timezone: Europe/Kyiv, head: iryna, hours: {mon-sat: "09:00-20:00"}}
+  - {key: kyiv, timezone: Europe/Kyiv, head: iryna, hours: {mon-sat: "09:00-20:00", closed: [2026-12-08]}}
 managers:
   - {key: olena, name: Olena, team: kyiv, email: olena@example.test, hours: always}
   - {key: iryna, name: Iryna, team: kyiv, email: iryna@example.test, hours: {mon-fri: "09:00-18:00"}}
@@ -173,6 +173,7 @@ def test_the_cadence_calls_seven_times_inside_the_window_three_a_day_two_hours_a
     for i, call in enumerate(calls):
         assert 10 <= local(call).hour < 19, call  # the client's window (a Ukrainian number: Kyiv time)
         assert local(call).weekday() != 6  # the team does not work on Sunday
+        assert local(call).date() != date(2026, 12, 8)  # nor on its holiday
         days[local(call).date()] = days.get(local(call).date(), 0) + 1
         if i:
             assert call - calls[i - 1] >= timedelta(hours=2)
