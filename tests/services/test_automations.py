@@ -356,3 +356,45 @@ def test_a_quiet_lead_is_noticed_after_its_idle_period_and_activity_starts_it_ag
     run_once(lf, T0 + timedelta(days=9))  # what leadflow did itself does not wake it up again
     [fired] = [e for e in events_of(lf, lead, "automation.fired") if e["trigger"] == "gone-quiet"]
     assert "nothing happened on the lead since" in fired["reason"]
+
+
+HOOKS = """
+teams: [{key: t, timezone: Europe/Kyiv}]
+managers: [{key: a, name: A, team: t, hours: always}]
+routing: {fallback: {team: t}}
+sla: {enabled: false}
+automations:
+  triggers:
+    - key: to-crm
+      when: {status_entered: qualified}
+      then:
+        - set: {product: leasing, budget: 250000, extra.segment: b2b}
+        - webhook: https://crm.example.test/hooks/leadflow
+        - cadence: stop
+"""
+
+
+def test_a_trigger_sets_fields_and_posts_the_lead_to_a_webhook(make_app: Callable[[str], Leadflow]) -> None:
+    from pydantic import SecretStr
+
+    lf = make_app(HOOKS)
+    lead = lead_in(lf, "Hook", T0)
+    set_status(lf, lead, "qualified", T0 + timedelta(minutes=1), who=SYSTEM)
+    run_once(lf, T0 + timedelta(minutes=1))
+    [failed] = events_of(lf, lead, "automation.failed")  # no signing secret: nothing half-done
+    assert "LEADFLOW_NOTIFY__WEBHOOK_SECRET" in failed["reason"]
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(leads.c.product).where(leads.c.id == lead)).scalar() is None
+    lf.notify = lf.notify.model_copy(update={"webhook_secret": SecretStr("s3cret-s3cret-s3cret")})
+    set_status(lf, lead, "contacted", T0 + timedelta(minutes=2), who=SYSTEM)
+    set_status(lf, lead, "qualified", T0 + timedelta(minutes=3), who=SYSTEM)
+    run_once(lf, T0 + timedelta(minutes=3))
+    with lf.engine.connect() as conn:
+        row = conn.execute(select(leads.c.product, leads.c.budget, leads.c.raw).where(leads.c.id == lead)).one()
+        [hook] = conn.execute(select(outbox).where(outbox.c.channel == "webhook")).mappings().all()
+    assert row.product == "leasing" and row.budget == 250000 and row.raw["extra"]["segment"] == "b2b"
+    assert hook["recipient"] == "https://crm.example.test/hooks/leadflow"
+    assert hook["payload"]["event"] == "automation.webhook" and hook["payload"]["lead"]["id"] == lead
+    assert hook["payload"]["trigger"] == "to-crm"
+    [fired] = events_of(lf, lead, "automation.fired")
+    assert "set product = leasing" in fired["reason"] and "no cadence was running" in fired["reason"]
