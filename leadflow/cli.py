@@ -563,6 +563,9 @@ def _register_account_commands() -> None:
     from leadflow.cli_tasks import tasks_app
 
     app.add_typer(tasks_app, name="tasks")
+    from leadflow.cli_backlog import backlog_app
+
+    app.add_typer(backlog_app, name="backlog")
 
 
 _register_account_commands()

@@ -46,7 +46,12 @@ DATABASE_MISTAKES = {
     "SQLite file in a directory that does not exist": "sqlite:///{tmp}/no/such/dir/leadflow.db",
 }
 # What a command needs besides the mistake to get as far as the database (a command missing here still runs).
-NEEDS = {"assign": ["--unassigned"], "demo": ["--duration", "1", "--no-live"]}
+NEEDS = {
+    "assign": ["--unassigned"],
+    "demo": ["--duration", "1", "--no-live"],
+    "backlog preview": ["--action", "rescore"],
+    "backlog apply": ["--action", "rescore", "--yes"],
+}
 # Commands that talk to an outside service rather than read a file or the database: their mistake is the service
 # not being set up (the place has no LEADFLOW_ settings).
 SERVICE_COMMANDS = ("channels telegram set-webhook", "channels viber set-webhook")

@@ -33,6 +33,7 @@ from leadflow.store.outbox import ERASED_CANCEL
 from leadflow.store.tables import (
     activities,
     assignments,
+    backlog_changes,
     channel_events,
     client_events,
     companies,
@@ -212,6 +213,7 @@ def erase_client(conn: Connection, client: Client, now: datetime, actor: Actor) 
         # What the client did (opened, clicked, booked): attached to their leads, or kept unmatched naming them.
         "client_events": _rewrite(conn, client_events, _client_events_of(conn, lead_ids, terms),
                                   lambda r: {"data": {}, "reason": _redacted(r["reason"], terms)}),
+        "backlog_changes": _erase_backlog_changes(conn, lead_ids, terms),
     }  # fmt: skip
     messages = _rows(conn, outbox, _about(lead_ids), lock=True)
     done["messages"] = _rewrite(conn, outbox, messages, lambda r: _erased_message(r, terms))
@@ -223,6 +225,20 @@ def erase_client(conn: Connection, client: Client, now: datetime, actor: Actor) 
 
 
 _CONTACT_PERSONAL = ("name", "phone", "email", "email_domain")
+
+
+def _erase_backlog_changes(conn: Connection, lead_ids: list[int], terms: _Terms) -> int:
+    """What a backlog run kept to undo its change (the old junk or lost reason, the score's reasons): keyed by run
+    and lead, not by an id, so not through _rewrite."""
+    changed = 0
+    for row in _rows(conn, backlog_changes, backlog_changes.c.lead_id.in_(lead_ids), ordered_by=("run_id", "lead_id")):
+        erased = {"before": _scrub(row["before"], terms), "reason": _redacted(row["reason"], terms)}
+        diff = {k: v for k, v in erased.items() if row[k] != v}
+        if diff:
+            key = (backlog_changes.c.run_id == row["run_id"], backlog_changes.c.lead_id == row["lead_id"])
+            conn.execute(update(backlog_changes).where(*key).values(**diff))
+            changed += 1
+    return changed
 
 
 def _lock_keys(client: Client) -> list[str]:
@@ -237,8 +253,15 @@ def _lock_keys(client: Client) -> list[str]:
     return keys
 
 
-def _rows(conn: Connection, table: Table, where: ColumnElement[bool], *, lock: bool = False) -> Sequence[RowMapping]:
-    query = select(table).where(where).order_by(table.c.id)
+def _rows(
+    conn: Connection,
+    table: Table,
+    where: ColumnElement[bool],
+    *,
+    lock: bool = False,
+    ordered_by: Sequence[str] = ("id",),
+) -> Sequence[RowMapping]:
+    query = select(table).where(where).order_by(*(table.c[name] for name in ordered_by))
     return conn.execute(query.with_for_update() if lock else query).mappings().all()
 
 

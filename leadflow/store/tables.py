@@ -606,3 +606,40 @@ automation_seen = Table(
     Column("temperature", String(10)),
     Column("score", Integer),
 )
+
+# Backlog triage runs: what was selected and done, and how far the run (and its undo) got. A run is worked in
+# chunks, each one transaction that also moves the cursor, so a run killed between chunks resumes where it stood.
+backlog_runs = Table(
+    "backlog_runs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),  # the moment the selection was frozen
+    Column("actor", String(60)),
+    Column("selection", JSON, nullable=False),
+    Column("action", JSON, nullable=False),
+    Column("state", String(20), nullable=False),  # running, done, undoing, undone
+    Column("cursor", Id),  # the last lead id the run went past
+    Column("done_count", Integer, nullable=False, server_default="0"),
+    Column("skipped_count", Integer, nullable=False, server_default="0"),  # changed meanwhile: left as they were
+    Column("total_at_start", Integer, nullable=False),
+    Column("undo_cursor", Id),
+    Column("undone_count", Integer, nullable=False, server_default="0"),
+    Column("kept_count", Integer, nullable=False, server_default="0"),  # changed by others since: not undone
+    Column("report", JSON),  # why leads were skipped or kept, grouped; the routing of a requeue
+    Column("finished_at", UTCDateTime),
+    Column("undone_at", UTCDateTime),
+)
+
+# One row per lead a run selected, written when it starts: what became of the lead, and what undo puts back.
+backlog_changes = Table(
+    "backlog_changes",
+    metadata,
+    Column("run_id", ForeignKey("backlog_runs.id"), primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), primary_key=True, index=True),
+    Column("state", String(20), nullable=False),  # pending, done, skipped, undone, kept
+    Column("before", JSON),  # the lead's columns (and removed timers) as they were before the change
+    Column("reason", Text),  # why a lead was skipped, or kept at undo
+    Column("event_id", ForeignKey("events.id")),  # the lead.backlog event of the change
+    Column("done_at", UTCDateTime),
+    Column("undone_at", UTCDateTime),
+)
