@@ -162,11 +162,15 @@ def check_rules(file: Path) -> None:
             err.print(Text(f"  {problem}"))
         raise typer.Exit(code=1) from None
     fallback = ", a fallback" if rules.routing.fallback else ", no fallback"
+    triggers = rules.automations.triggers
+    automations = (f", {len(triggers)} trigger(s) ({sum(t.enabled for t in triggers)} on)" if triggers else "") + (
+        f", {len(rules.cadences)} call cadence(s)" if rules.cadences else ""
+    )
     console.print(
         Text.assemble(
             (f"{file}: ok", "green"),
             f" — {len(rules.teams)} team(s), {len(rules.managers)} manager(s), "
-            f"{len(rules.routing.rules)} routing rule(s){fallback}",
+            f"{len(rules.routing.rules)} routing rule(s){fallback}{automations}",
         )
     )
 

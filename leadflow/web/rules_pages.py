@@ -13,11 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from leadflow.bootstrap import read_rules
+from leadflow.core.automation import Step, When
 from leadflow.core.errors import FieldProblem, InvalidInput
 from leadflow.core.lead import read_lead
 from leadflow.core.policy import Action
 from leadflow.core.rules import Condition, Range, RulesFile, wanted_text
 from leadflow.core.rules_text import RulesError
+from leadflow.core.schedule import format_duration
 from leadflow.core.text import read_json
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.explain import dry_run
@@ -64,6 +66,37 @@ def check_file(path: Path, running: RulesFile) -> dict[str, Any]:
     return {"path": str(path), "problems": [], "rules": found, "differs": found != running}
 
 
+def when_text(when: When) -> str:
+    """A trigger's `when:` as the rules file writes it: "status_entered thinking", "idle 3d"."""
+    detail = [*when.statuses, *when.kinds, *when.outcomes, *when.client_events]
+    if when.period is not None:
+        detail.append(format_duration(when.period))
+    if when.temperature is not None:
+        detail.append(when.temperature)
+    if when.score is not None:
+        detail.append(str(when.score))
+    return " ".join((when.event, *detail))
+
+
+def step_text(step: Step) -> str:
+    """A step as the rules file writes it: "task: Call back (call, 2d, owner)", "status: qualified"."""
+    if step.task is not None:
+        return f"task: {step.task.title} ({step.task.kind}, {step.task.due or '—'}, {step.task.assignee})"
+    if step.notify is not None:
+        return f"notify {step.notify.to}: {step.notify.text}"
+    if step.status is not None:
+        return f"status: {step.status.to}"
+    if step.cadence is not None:
+        return f"cadence: {'start' if step.cadence.start else 'stop'}" + (
+            f" {step.cadence.policy}" if step.cadence.policy else ""
+        )
+    if step.webhook is not None:
+        return f"webhook: {step.webhook.url.split('?')[0]}"  # a query may carry the receiver's token
+    value = getattr(step, step.action)
+    shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
+    return f"{step.action}: {shown}"
+
+
 def _rules_context(request: Request, viewer: Viewer) -> dict[str, Any]:
     _ = viewer.gettext
     rules = app_of(request).rules
@@ -71,6 +104,11 @@ def _rules_context(request: Request, viewer: Viewer) -> dict[str, Any]:
         "check": check_file(Path(request.app.state.settings.rules), rules),
         "ordered": rules.ordered_rules,
         "when": lambda c: condition_text(c, _("any lead")),
+        "when_text": when_text,
+        "step_text": step_text,
+        "check_text": lambda check: condition_text(
+            Condition(fields=check.fields) if check.fields else None, _("any lead")
+        ),
         "hours": lambda spec: hours_text(spec, _("always")),
         "lead_inputs": LEAD_INPUTS,
         "values": {},

@@ -135,3 +135,39 @@ def test_a_manager_or_the_desk_may_not_open_the_rules(make_app: Callable[[str], 
         assert tried.status_code == 403
         assert client.get("/admin/users").status_code == 403
         assert 'href="/rules"' not in client.get("/search").text  # not in the header either
+
+
+AUTOMATED = (
+    RULES
+    + """
+roles: {customer-success: [halyna]}
+cadences: [{key: seven-calls, attempts: 7}]
+automations:
+  triggers:
+    - key: review-after-win
+      when: deal_won
+      then: [{task: {title: "Ask {{ lead.name }} for a review", assignee: "role:customer-success", due: next_working_day}}]
+    - key: not-contacted-2h
+      when: lead_created
+      after: 2h
+      if: {contacted: false, open: true}
+      then: [{notify: {to: head, text: "No contact for 2 hours"}}]
+    - {key: keep-calling, when: {contact: {kind: call, outcome: no_answer}}, enabled: false, then: [{cadence: start}]}
+"""
+)
+
+
+def test_the_rules_page_lists_the_automations_and_call_cadences(
+    make_app: Callable[[str], Leadflow], tmp_path: Path
+) -> None:
+    app = make_app(AUTOMATED)
+    password = web_user(app, "halyna", "head", manager="halyna", teams=["sales"])
+    with live_server(app, rules=_rules_file(tmp_path, AUTOMATED)) as url, httpx.Client(base_url=url, timeout=30) as c:
+        web_sign_in(c, "halyna", password)
+        html = c.get("/rules", headers={"Accept-Language": "uk"}).text
+    section = html.split('id="automations-h"')[1]
+    assert "Автоматизації" in html and "<code>review-after-win</code>" in section
+    assert "<code>deal_won</code>" in section and "<code>contact call no_answer</code>" in section
+    assert "contacted = False and open = True" in section and "(вимкнено)" in section
+    assert "task: Ask {{ lead.name }} for a review (task, next_working_day, role:customer-success)" in section
+    assert "notify head: No contact for 2 hours" in section and "<code>seven-calls</code>" in section
