@@ -46,6 +46,17 @@ sla:
     first_contact: 10m
     count: wall_clock
     chain: {max_hops: 2, final: team_head}
+# Shown on the rules page; nothing here happens while the pages are walked.
+cadences: [{key: seven-calls, attempts: 7, closed_days: [sun]}]
+automations:
+  triggers:
+    - key: meeting-booked-qualifies-the-lead
+      when: {client_event: meeting_booked}
+      if: {open: true, contacted: true}
+      then: [{status: assigned}, {notify: {to: head, text: "Зустріч призначено: {{ lead.name }}"}}]
+    - key: quiet-for-a-month
+      when: {idle: 30d}
+      then: [{task: {title: "Нагадати про себе {{ lead.name }}", kind: call, due: next_working_day}}]
 """
 
 
