@@ -398,3 +398,29 @@ def test_a_trigger_sets_fields_and_posts_the_lead_to_a_webhook(make_app: Callabl
     assert hook["payload"]["trigger"] == "to-crm"
     [fired] = events_of(lf, lead, "automation.fired")
     assert "set product = leasing" in fired["reason"] and "no cadence was running" in fired["reason"]
+
+
+def test_the_next_call_follows_the_lead_when_it_is_escalated(make_app: Callable[[str], Leadflow]) -> None:
+    from leadflow.services.sla import escalate_due
+
+    rules = (
+        RULES.replace("sla: {enabled: false}", "sla: {default: {first_contact: 10m, count: wall_clock}}")
+        .replace(
+            "  - {key: iryna, name: Iryna",
+            "  - {key: taras, name: Taras, team: kyiv, hours: always}\n  - {key: iryna, name: Iryna",
+        )
+        .replace("managers: [olena], respect_hours: false", "managers: [olena, taras], respect_hours: false")
+    )
+    lf = make_app(rules)
+    lead = lead_in(lf, "Moving", T0)
+    owner = tasks_of(lf, lead)  # nothing yet
+    record_contact(lf, lead, "olena", "call", "no_answer", T0 + timedelta(minutes=1), who=SYSTEM)
+    run_once(lf, T0 + timedelta(minutes=1))
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "cadence"]
+    assert task["manager"] == "olena" and owner == []
+    assert escalate_due(lf, T0 + timedelta(minutes=11)) == 1  # Olena never reached the client: Taras has it now
+    run_once(lf, T0 + timedelta(minutes=11))
+    [task] = [t for t in tasks_of(lf, lead) if t["source"] == "cadence"]
+    assert task["manager"] == "taras" and task["status"] == "open"
+    [moved] = events_of(lf, lead, "task.reassigned")
+    assert moved["manager"] == "taras" and "new owner" in moved["reason"]
