@@ -207,7 +207,10 @@ def process_events(app: Leadflow, now: datetime, limit: int = 500, budget: float
                 by_lead.setdefault(row.lead_id, []).append(row)
         if by_lead:
             ids = sorted(by_lead)
-            found = {r["id"]: r for r in conn.execute(_LEADS.with_for_update(), {"ids": ids}).mappings()}
+            # SKIP LOCKED: a lead someone is changing right now keeps its events for the next round, in order, and
+            # the automations never wait on a lead while holding others (no deadlock with a contact being recorded).
+            locked = _LEADS.with_for_update(skip_locked=True)
+            found = {r["id"]: r for r in conn.execute(locked, {"ids": ids}).mappings()}
             seen = {r["lead_id"]: r for r in conn.execute(_SEEN, {"ids": ids}).mappings()}
             batch = _Batch(app, now, done)
             batch.read(conn, ids)
@@ -215,7 +218,9 @@ def process_events(app: Leadflow, now: datetime, limit: int = 500, budget: float
                 if budget is not None and read and time.monotonic() - started > budget:
                     break
                 lead = found.get(lead_id)
-                if lead is not None and _worth_a_look(lead, seen.get(lead_id), group):
+                if lead is None:
+                    continue  # locked by someone else (leads are never deleted): next round
+                if _worth_a_look(lead, seen.get(lead_id), group):
                     _lead_events(conn, batch, lead, seen.get(lead_id), group)
                 read += [e.id for e in group]
             batch.finish(conn)
