@@ -148,6 +148,7 @@ class ManagerOut(BaseModel):
     active: bool
     absent: bool
     accepts: dict[str, Any] | None = None
+    extension: str | None = Field(None, description="Their internal phone number: calls on it are their contacts.")
 
 
 class TeamOut(BaseModel):

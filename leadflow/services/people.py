@@ -124,6 +124,16 @@ def _no_nulls(changes: dict[str, Any], required: tuple[str, ...]) -> None:
         raise InvalidInput(problems)
 
 
+def _extension_free(conn: Connection, extension: str | None, key: str) -> None:
+    """An extension names one manager: a call answered on it must say whose contact it is."""
+    if extension is None:
+        return
+    holder = conn.execute(select(managers.c.key).where(managers.c.extension == extension,
+                                                       managers.c.key != key)).scalar()  # fmt: skip
+    if holder is not None:
+        raise Conflict(f"extension '{extension}' is {holder}'s: a call must name one manager")
+
+
 def _accepts(value: dict[str, Any] | None) -> dict[str, Any] | None:
     """A patch's `accepts`, checked as the rules file checks it and stored in the same form."""
     if value is None:
@@ -162,6 +172,7 @@ def create_manager(app: Leadflow, data: Manager, now: datetime, *, who: Principa
         guard_team(who, Action.PEOPLE_WRITE, team_id, f"team '{data.team}'")
         if conn.execute(select(exists().where(managers.c.key == data.key))).scalar():
             raise Conflict(f"manager '{data.key}' already exists")
+        _extension_free(conn, data.extension, data.key)
         values = data.model_dump(exclude={"team"})
         values.update(team_id=team_id, open_leads=0, created_at=now, updated_at=now)
         values.update(regions=list(data.regions), products=list(data.products), languages=list(data.languages))
@@ -188,6 +199,8 @@ def update_manager(app: Leadflow, key: str, patch: ManagerPatch, now: datetime, 
             guard_team(who, Action.PEOPLE_WRITE, changes["team_id"], f"team '{new_team}'")
         if "accepts" in changes:
             changes["accepts"] = _accepts(changes["accepts"])
+        if changes.get("extension") is not None:
+            _extension_free(conn, changes["extension"], key)
         for field, fold in (("regions", str.upper), ("products", str.lower), ("languages", str.lower)):
             if changes.get(field) is not None:
                 changes[field] = [fold(v) for v in changes[field]]

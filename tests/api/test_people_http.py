@@ -373,3 +373,12 @@ def test_a_new_team_keeps_its_chat_desk_and_scoring_settings(api: httpx.Client) 
     got = api.get("/api/v1/teams/desk-team").json()
     assert (got["telegram_chat_id"], got["desk"], got["desk_sla_seconds"], got["scoring"]) == ("-100777", True, 300,
                                                                                                  False)  # fmt: skip
+
+
+def test_an_extension_names_one_manager(api: httpx.Client) -> None:
+    assert api.patch("/api/v1/managers/anna", json={"extension": "101"}).status_code == 200
+    taken = api.patch("/api/v1/managers/bohdan", json={"extension": "101"})
+    assert taken.status_code == 409 and "extension '101' is anna's" in taken.json()["message"]
+    assert api.get("/api/v1/managers/bohdan").json()["extension"] is None  # nothing changed
+    assert api.patch("/api/v1/managers/anna", json={"extension": "101"}).status_code == 200  # her own, again
+    assert api.patch("/api/v1/managers/bohdan", json={"extension": "102"}).status_code == 200
