@@ -68,7 +68,9 @@ def queue_reply_in(
     _check_channel(conn, app, via, address, now)
     in_reply_to = last.thread if last is not None and via == "email" else None
     if via == "email" and subject is None:
-        subject = _reply_subject(last.subject if last is not None else None)
+        subject = _reply_subject(
+            last.subject if last is not None else None, lead["language"] or app.rules.default_language
+        )
     manager_id = who.manager_id if who.manager_id is not None else lead["manager_id"]
     meta = {"in_reply_to": in_reply_to} if in_reply_to else {}
     message_id = conn.execute(messages.insert().returning(messages.c.id).values(
@@ -142,9 +144,13 @@ def last_written(conn: Connection, channel: str, address: str) -> datetime | Non
         return last.created_at
 
 
-def _reply_subject(subject: str | None) -> str:
+# The subject of an answer to a client who wrote no subject (or came through a form), in their language.
+_YOUR_REQUEST = {"uk": "Ваш запит", "ru": "Ваш запрос", "en": "Your request"}
+
+
+def _reply_subject(subject: str | None, language: str) -> str:
     if not subject:
-        return "Re: your request"
+        return _YOUR_REQUEST.get(language, _YOUR_REQUEST["en"])
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"[:300]
 
 

@@ -424,3 +424,19 @@ def test_the_next_call_follows_the_lead_when_it_is_escalated(make_app: Callable[
     assert task["manager"] == "taras" and task["status"] == "open"
     [moved] = events_of(lf, lead, "task.reassigned")
     assert moved["manager"] == "taras" and "new owner" in moved["reason"]
+
+
+def test_an_answer_to_a_form_lead_by_e_mail_has_a_subject_in_the_clients_language(
+    make_app: Callable[[str], Leadflow],
+) -> None:
+    from leadflow.services.replies import send_reply
+    from leadflow.store.tables import messages
+
+    lf = make_app(RULES)
+    lf.notify = lf.notify.model_copy(update={"smtp_host": "127.0.0.1", "smtp_from": "sales@example.test"})
+    for language, subject in (("uk", "Ваш запит"), ("ru", "Ваш запрос"), ("en", "Your request")):
+        taken = take_lead(lf, LeadIn(name="Mail", email=f"{language}@example.com", language=language), T0)
+        send_reply(lf, taken.lead_id, "Дякуємо!", T0, who=SYSTEM)
+        with lf.engine.connect() as conn:
+            sent = conn.execute(select(messages.c.subject).where(messages.c.lead_id == taken.lead_id)).scalar()
+        assert sent == subject
