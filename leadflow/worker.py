@@ -113,10 +113,13 @@ class Worker:
         yields = self.app.engine.dialect.name == "sqlite"
         # On SQLite a round holds the one write lock intake needs: short rounds, with intake's turn between them.
         events = self.batch * 5
+        # A round holds the leads it reads (on SQLite, the one write lock): a manager recording a call on one of them
+        # waits for the round, so a round ends after this long and the rest wait for the next.
+        budget = 0.01 if yields else 0.1
         while not self.stop.is_set():
             try:
                 started = time.monotonic()
-                read = process_events(self.app, self.clock(), limit=events, budget=0.01 if yields else None)
+                read = process_events(self.app, self.clock(), limit=events, budget=budget)
                 timed = fire_due(self.app, self.clock(), limit=self.batch)
                 if read.events or timed.timers:
                     if yields:  # as the escalations do: intake's writer gets its turn between rounds

@@ -440,3 +440,27 @@ def test_an_answer_to_a_form_lead_by_e_mail_has_a_subject_in_the_clients_languag
         with lf.engine.connect() as conn:
             sent = conn.execute(select(messages.c.subject).where(messages.c.lead_id == taken.lead_id)).scalar()
         assert sent == subject
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_the_real_worker_reads_the_log_and_fires_a_trigger(make_app: Callable[[str], Leadflow]) -> None:
+    import time
+
+    from leadflow.services.context import utcnow
+    from leadflow.worker import Worker
+
+    lf = make_app(HOOKS.replace("when: {status_entered: qualified}", "when: lead_created").replace(
+        "        - set: {product: leasing, budget: 250000, extra.segment: b2b}\n"
+        "        - webhook: https://crm.example.test/hooks/leadflow\n", "        - tag: new\n"))  # fmt: skip
+    worker = Worker(lf, poll_seconds=0.25)
+    worker.start()
+    try:
+        lead = take_lead(lf, LeadIn(name="Live", phone="+380671234567"), utcnow()).lead_id
+        deadline = time.monotonic() + 10
+        while not events_of(lf, lead, "automation.fired"):
+            assert time.monotonic() < deadline, "the automation loop did not fire the trigger"
+            time.sleep(0.05)
+    finally:
+        worker.stop.set()
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(leads.c.tags).where(leads.c.id == lead)).scalar() == ["new"]
