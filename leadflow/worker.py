@@ -17,7 +17,7 @@ from leadflow.channels.inbound.ports import Poller
 from leadflow.channels.inbound.registry import ReplySender, pollers_from_config, repliers_from_config
 from leadflow.channels.redact import hide_in_logs, secrets_of
 from leadflow.channels.senders import Sender, senders_from_config
-from leadflow.services.automation import fire_due, next_timer_at, process_events
+from leadflow.services.automation import fire_due, next_timer_at, process_events, run_once
 from leadflow.services.channel_state import poller_services
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
@@ -78,13 +78,8 @@ class Worker:
 
     def drain_automations(self) -> tuple[int, int, int]:
         """Read every waiting event and fire every due timer now; returns (events read, triggers fired, timers)."""
-        read = fired = timed = 0
-        while True:
-            step = process_events(self.app, self.clock(), limit=self.batch * 5)
-            due = fire_due(self.app, self.clock(), limit=self.batch)
-            read, fired, timed = read + step.events, fired + step.fired + due.fired, timed + due.timers
-            if not step.events and not due.timers:
-                return read, fired, timed
+        done = run_once(self.app, self.clock(), self.batch)
+        return done.events, done.fired, done.timers
 
     def run_escalations(self) -> None:
         """Until stopped: act on due deadlines, then sleep until the next one (never longer than the poll)."""

@@ -44,7 +44,7 @@ from leadflow.services.context import Leadflow
 from leadflow.services.delivery import enqueue_notification
 from leadflow.services.leads import set_status_in
 from leadflow.services.replies import queue_reply_in, reply_route
-from leadflow.services.sla import lead_context, notify
+from leadflow.services.sla import earliest_timer, lead_context, notify, timer_due
 from leadflow.services.tasks import TASK_OVERDUE, create_task_in, fire_overdue_in, move_owner_tasks_in
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import add_event, append_events, new_event
@@ -615,7 +615,7 @@ def _cancel_stale(conn: Connection, batch: _Batch, lead: RowMapping) -> None:
 def fire_due(app: Leadflow, now: datetime, limit: int = 100) -> Round:
     """Act on up to `limit` due automation timers in one transaction (SKIP LOCKED: several workers share them)."""
     done = Round()
-    if app.is_sqlite and not _timer_due(app, now):
+    if app.is_sqlite and not timer_due(app, now, KINDS):
         return done
     with app.engine.begin() as conn:
         due = conn.execute(_DUE, {"now": now, "limit": limit}).all()
@@ -664,26 +664,17 @@ def _ago(period: timedelta | None) -> str:
     return format_duration(period) if period else "a while"
 
 
-def _timer_due(app: Leadflow, now: datetime) -> bool:
-    with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        query = select(timers.c.id).where(timers.c.kind.in_(KINDS), timers.c.due_at <= now).limit(1)
-        return conn.execute(query).first() is not None
-
-
 def next_timer_at(app: Leadflow) -> datetime | None:
-    with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        value: datetime | None = conn.execute(
-            select(func.min(timers.c.due_at)).where(timers.c.kind.in_(KINDS))
-        ).scalar()
-    return value
+    return earliest_timer(app, KINDS)
 
 
-def run_once(app: Leadflow, now: datetime) -> Round:
-    """Everything waiting now: the log read to its end, then the due timers (the tests' and the CLI's step)."""
+def run_once(app: Leadflow, now: datetime, batch: int = 100) -> Round:
+    """Everything waiting now: the log read to its end, then the due timers (`leadflow worker --drain`, the tests);
+    `batch` timers and five times as many events a transaction, as the worker's loop takes them."""
     total = Round()
     while True:
-        step = process_events(app, now)
-        timed = fire_due(app, now)
+        step = process_events(app, now, limit=batch * 5)
+        timed = fire_due(app, now, limit=batch)
         for r in (step, timed):
             total.events += r.events
             total.fired += r.fired

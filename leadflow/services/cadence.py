@@ -60,7 +60,7 @@ def start_in(
         conn.execute(update(cadences).where(cadences.c.lead_id == lead["id"]).values(**values))
     append_events(conn, [new_event(lead["id"], "cadence.started", now, who, policy=chosen.key, attempts=len(missed),
                                    reason=f"{chosen.attempts} attempts by the {chosen.key} cadence")])  # fmt: skip
-    return _plan(conn, app, lead, chosen, list(missed), now, who)
+    return _plan(conn, app, lead, chosen, list(missed), now, who, team)
 
 
 def attempted_in(conn: Connection, app: Leadflow, lead: RowMapping, at: datetime, now: datetime, who: Principal) -> str:
@@ -92,9 +92,9 @@ def stop_in(conn: Connection, lead_id: int, reason: str, now: datetime, who: Pri
 
 def _plan(
     conn: Connection, app: Leadflow, lead: RowMapping, policy: CadencePolicy, attempts: list[datetime],
-    now: datetime, who: Principal,
+    now: datetime, who: Principal, team_key: str | None = None,
 ) -> str:  # fmt: skip
-    team_key = _team_key(conn, lead)
+    team_key = team_key or _team_key(conn, lead)
     team = next((t for t in app.rules.teams if t.key == team_key), None)
     team_tz = (team.timezone if team else None) or app.rules.default_timezone
     hours = parse_working_hours(team.hours if team else None, team_tz)

@@ -471,9 +471,12 @@ def _scrub(value: Any, terms: _Terms) -> Any:
 def _client_events_of(conn: Connection, lead_ids: list[int], terms: _Terms) -> list[RowMapping]:
     """The client's events: those on their leads, and the unmatched ones whose report names them."""
     attached = _rows(conn, client_events, client_events.c.lead_id.in_(lead_ids))
+
+    def names_them(text: str) -> bool:
+        return terms.redact(text) != text
+
     unmatched = [r for r in _rows(conn, client_events, client_events.c.lead_id.is_(None))
-                 if terms.redact(json.dumps(r["data"], ensure_ascii=False)) != json.dumps(r["data"], ensure_ascii=False)
-                 or (r["reason"] and terms.redact(r["reason"]) != r["reason"])]  # fmt: skip
+                 if names_them(json.dumps(r["data"], ensure_ascii=False)) or names_them(r["reason"] or "")]  # fmt: skip
     return [*attached, *unmatched]
 
 

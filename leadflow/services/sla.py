@@ -569,16 +569,26 @@ def _escalate(
 
 
 def _anything_due(app: Leadflow, now: datetime) -> bool:
-    with app.engine.connect().execution_options(**READ_ONLY) as conn:
-        query = select(timers.c.id).where(timers.c.kind.in_(SLA_TIMERS), timers.c.due_at <= now).limit(1)
-        return conn.execute(query).first() is not None
+    return timer_due(app, now, SLA_TIMERS)
 
 
 def next_due_at(app: Leadflow) -> datetime | None:
     """The nearest deadline, so an idle worker sleeps exactly until then."""
+    return earliest_timer(app, SLA_TIMERS)
+
+
+def timer_due(app: Leadflow, now: datetime, kinds: Sequence[str]) -> bool:
+    """Whether a timer of these kinds is due, read without taking SQLite's write lock."""
+    with app.engine.connect().execution_options(**READ_ONLY) as conn:
+        query = select(timers.c.id).where(timers.c.kind.in_(kinds), timers.c.due_at <= now).limit(1)
+        return conn.execute(query).first() is not None
+
+
+def earliest_timer(app: Leadflow, kinds: Sequence[str]) -> datetime | None:
+    """When the nearest timer of these kinds falls due."""
     with app.engine.connect().execution_options(**READ_ONLY) as conn:
         value: datetime | None = conn.execute(
-            select(func.min(timers.c.due_at)).where(timers.c.kind.in_(SLA_TIMERS))
+            select(func.min(timers.c.due_at)).where(timers.c.kind.in_(kinds))
         ).scalar()
     return value
 
