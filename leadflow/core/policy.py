@@ -38,19 +38,21 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
     CLIENT_DATA = "client.data"  # erase or export one client's personal data
     SELF = "self"  # one's own account: who am I, sign out
+    REPORTS_READ = "reports.read"  # the reports: a head their teams', a manager their own figures
+    REPORTS_PLAN = "reports.plan"  # set sales plans, import advertising costs
 
 
 ROLES = ("admin", "head", "desk", "manager")
 SCOPES = ("intake", "read", "write", "admin")
 
 _READS = frozenset({Action.LEAD_READ, Action.DESK_READ, Action.PEOPLE_READ, Action.SLA_READ, Action.HEALTH_READ,
-                    Action.RULES_READ})  # fmt: skip
+                    Action.RULES_READ, Action.REPORTS_READ})  # fmt: skip
 _WORK = frozenset({Action.LEAD_CREATE, Action.LEAD_WORK, Action.LEAD_ASSIGN, Action.DESK_WORK, Action.ROUTING_BATCH})
 EVERYTHING = frozenset(Action)
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     "admin": EVERYTHING,
-    "head": _READS | _WORK | {Action.PEOPLE_WRITE, Action.SELF},
+    "head": _READS | _WORK | {Action.PEOPLE_WRITE, Action.REPORTS_PLAN, Action.SELF},
     "desk": frozenset(
         {
             Action.LEAD_CREATE,
@@ -65,13 +67,21 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
         }
     ),
     "manager": frozenset(
-        {Action.LEAD_CREATE, Action.LEAD_READ, Action.LEAD_WORK, Action.PEOPLE_READ, Action.HEALTH_READ, Action.SELF}
+        {
+            Action.LEAD_CREATE,
+            Action.LEAD_READ,
+            Action.LEAD_WORK,
+            Action.PEOPLE_READ,
+            Action.HEALTH_READ,
+            Action.REPORTS_READ,
+            Action.SELF,
+        }
     ),
 }
 SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
     "intake": frozenset({Action.LEAD_CREATE}),
     "read": _READS,
-    "write": _READS | _WORK,
+    "write": _READS | _WORK | {Action.REPORTS_PLAN},
     "admin": EVERYTHING - {Action.SELF},
 }
 
@@ -268,3 +278,35 @@ def team_ids_for(who: Principal, action: Action) -> frozenset[int] | None:
     if who.kind != "user" or team_verdict(who, action, None):
         return None
     return frozenset(g.team_id for g in who.grants if g.team_id is not None and action in ROLE_ACTIONS[g.role])
+
+
+# -- Reports -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """Whose figures a report may show: every team's, some teams', or one manager's own."""
+
+    team_ids: frozenset[int] | None = None  # None: every team
+    manager_id: int | None = None  # set: only this manager's own leads and figures
+
+
+def report_scope(who: Principal) -> ReportScope | None:
+    """None: `who` may not read reports. A head sees their teams (every team when their role has none), a manager
+    their own figures only; an API key of scope read, write or admin, leadflow itself and an admin see everything."""
+    if not can(who, Action.REPORTS_READ):
+        return None
+    if who.kind != "user":
+        return ReportScope()
+    teams: set[int] = set()
+    own = False
+    for grant in who.grants:
+        if grant.role == "admin" or (grant.role == "head" and grant.team_id is None):
+            return ReportScope()
+        if grant.role == "head" and grant.team_id is not None:
+            teams.add(grant.team_id)
+        elif grant.role == "manager" and who.manager_id is not None:
+            own = True
+    if teams:
+        return ReportScope(team_ids=frozenset(teams))
+    return ReportScope(manager_id=who.manager_id) if own else None

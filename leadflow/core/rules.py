@@ -572,6 +572,34 @@ class Sla(_Strict):
     overrides: tuple[SlaOverride, ...] = ()
 
 
+class Plan(_Strict):
+    """A sales plan that stands every month: for a team or for one manager."""
+
+    team: Key | None = None
+    manager: Key | None = None
+    deals_per_day: Decimal | None = Field(None, ge=0, description="Deals (won leads) planned per calendar day.")
+    revenue_per_month: Decimal | None = Field(None, ge=0, description="Revenue planned for a calendar month.")
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> Plan:
+        if (self.team is None) == (self.manager is None):
+            raise ValueError("a plan names either a team or a manager")
+        return self
+
+
+class Digest(_Strict):
+    """The daily report each head of sales receives through their notification channels."""
+
+    enabled: bool = False
+    at: str = Field("09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Local time (the team's zone).")
+
+
+class Reports(_Strict):
+    plans: tuple[Plan, ...] = ()
+    digest: Digest = Digest()
+    unowned_minutes: int = Field(15, ge=1, le=10080, description="Hand-off losses: a lead with no owner this long.")
+
+
 class RulesFile(_Strict):
     version: Literal[1] = 1
     default_region: str = Field("UA", min_length=2, max_length=2, description="Region for phones without +code.")
@@ -600,6 +628,7 @@ class RulesFile(_Strict):
         default_factory=dict, description="Who does what beyond selling: role -> manager keys (tasks go to a role)."
     )
     reply_templates: tuple[ReplyTemplate, ...] = Field((), description="Messages to clients, sent by automations.")
+    reports: Reports = Reports()
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> RulesFile:
@@ -678,6 +707,14 @@ class RulesFile(_Strict):
                 )
         problems += [(("templates",), p) for p in check_overrides(self.templates)]
         problems += self._automation_problems(managers, teams)
+        for i, plan in enumerate(self.reports.plans):
+            if plan.team is not None and plan.team not in teams:
+                problems.append(
+                    (("reports", "plans", i, "team"), f"plan names team {plan.team!r}, which is not declared")
+                )
+            if plan.manager is not None and plan.manager not in managers:
+                problems.append((("reports", "plans", i, "manager"),
+                                 f"plan names manager {plan.manager!r}, who is not declared"))  # fmt: skip
         # Every schedule is parsed here, so a typo fails at load time, not at the first lead.
         for i, m in enumerate(self.managers):
             if m.team in teams:

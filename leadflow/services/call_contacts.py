@@ -37,7 +37,7 @@ def call_contact_in(
             if new:
                 _give_to_answerer(conn, app, lead_id, contact, now)
             record_contact_in(conn, app, lead_id, contact.manager_key, "call", contact.outcome, now, contact.note,
-                              who=CALLS)  # fmt: skip
+                              who=CALLS, duration_seconds=contact.talk_seconds)  # fmt: skip
     except (Conflict, InvalidInput, NotFound) as refused:
         return f"kept on the thread, not counted as {contact.manager_key}'s contact: {refused}"
     return f"{contact.manager_key}'s contact: call, {contact.outcome}"

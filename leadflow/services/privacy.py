@@ -284,7 +284,8 @@ def _erased_lead(row: RowMapping, terms: _Terms) -> dict[str, Any]:
     raw = row["raw"] if isinstance(row["raw"], Mapping) else {}
     values["raw"] = _scrub({k: v for k, v in raw.items() if k in _KEPT_RAW}, terms)
     values.update(
-        utm=_scrub(row["utm"], terms), source=_redacted(row["source"], terms), problems=_scrub(row["problems"], terms),
+        utm=_scrub(row["utm"], terms), utm_campaign=_redacted(row["utm_campaign"], terms),
+        source=_redacted(row["source"], terms), problems=_scrub(row["problems"], terms),
         duplicate_reason=_redacted(row["duplicate_reason"], terms), junk_reason=_redacted(row["junk_reason"], terms),
         score_detail=_scrub(row["score_detail"], terms), win_factors=_scrub(row["win_factors"], terms),
     )  # fmt: skip

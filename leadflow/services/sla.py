@@ -142,7 +142,7 @@ def notify(
 
 def record_contact(
     app: Leadflow, lead_id: int, manager_key: str | None, kind: str, outcome: str, now: datetime, note: str | None = None,
-    *, who: Principal,
+    *, who: Principal, duration_seconds: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """A manager reached (or tried to reach) the client; a real contact stops the clock.
 
@@ -152,12 +152,13 @@ def record_contact(
     and stops the clock; the lead stays with its current owner, who is told.
     """
     with app.engine.begin() as conn:
-        return record_contact_in(conn, app, lead_id, manager_key, kind, outcome, now, note, who=who)
+        return record_contact_in(conn, app, lead_id, manager_key, kind, outcome, now, note, who=who,
+                                 duration_seconds=duration_seconds)  # fmt: skip
 
 
 def record_contact_in(
     conn: Connection, app: Leadflow, lead_id: int, manager_key: str | None, kind: str, outcome: str, now: datetime,
-    note: str | None = None, *, who: Principal,
+    note: str | None = None, *, who: Principal, duration_seconds: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """record_contact() inside the caller's transaction (a reply sent to the client is a contact, written with
     the message)."""
@@ -185,13 +186,13 @@ def record_contact_in(
     if late and conn.execute(_HELD, {"lead": lead_id, "manager": by["id"]}).first() is None:
         now_with = f"it is with {owner['name']}" if owner else "it has no manager now"
         raise Conflict(f"{by['name']} has never owned lead {lead_id}: {now_with}")
-    conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": by["id"], "kind": kind,
-                                       "outcome": outcome, "note": note, "at": now})  # fmt: skip
+    conn.execute(activities.insert(), {"lead_id": lead_id, "manager_id": by["id"], "kind": kind, "outcome": outcome,
+                                       "note": note, "at": now, "duration_seconds": duration_seconds})  # fmt: skip
     first = stops and lead["first_contact_at"] is None
     values: dict[str, Any] = {"updated_at": now}
     result: dict[str, Any] = {"id": lead_id, "first_contact": first, "sla_state": lead["sla_state"]}
     if first:
-        values.update(_first_contact_values(app, lead, now))
+        values.update(_first_contact_values(app, lead, by["id"], now))
         if values.get("sla_state") == "met":
             stop_clock(conn, lead_id)
         waited = now - lead["created_at"]
@@ -225,10 +226,12 @@ _HELD = (
 )
 
 
-def _first_contact_values(app: Leadflow, lead: RowMapping, now: datetime) -> dict[str, Any]:
-    """What a lead's first contact changes: when, how fast, the clock, and the funnel status."""
+def _first_contact_values(app: Leadflow, lead: RowMapping, by: int, now: datetime) -> dict[str, Any]:
+    """What a lead's first contact by manager `by` changes: when, by whom, how fast, the clock, and the funnel
+    status."""
     waited = now - lead["created_at"]
-    values: dict[str, Any] = {"first_contact_at": now, "response_seconds": max(int(waited.total_seconds()), 0),
+    values: dict[str, Any] = {"first_contact_at": now, "first_contact_by": by,
+                              "response_seconds": max(int(waited.total_seconds()), 0),
                               "response_band": response_band(lead["created_at"], now)}  # fmt: skip
     if lead["sla_state"] == "running":
         values.update(sla_state="met", sla_due_at=None)
@@ -269,7 +272,7 @@ def _cover_client(
     how = {"call": "a connected call", "message": "a message", "meeting": "a meeting"}[kind]
     reason = f"the client was reached through lead #{lead['id']}: {how} by {by['name']}"
     for sibling in siblings:
-        values = _first_contact_values(app, sibling, now) | {"updated_at": now}
+        values = _first_contact_values(app, sibling, by["id"], now) | {"updated_at": now}
         if values.get("sla_state") == "met":
             stop_clock(conn, sibling["id"])
         conn.execute(update(leads).where(leads.c.id == sibling["id"]).values(**values))

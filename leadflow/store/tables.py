@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -92,6 +93,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Id = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+
+# The event types the hand-off report reads by time (services/reports/handoffs.py); a partial index holds only them.
+HANDOFF_EVENTS = ("lead.desk_overdue", "lead.chain_exhausted")
+HANDOFF_WHERE = "type IN ('lead.desk_overdue', 'lead.chain_exhausted')"
 
 teams = Table(
     "teams",
@@ -245,6 +250,8 @@ leads = Table(
     Column("won_margin", Numeric(16, 2)),
     Column("lost_reason", Text),
     Column("tags", JSON),  # labels the team's automations (or people) put on the lead
+    Column("first_contact_by", ForeignKey("managers.id")),  # who made the first contact (not always the owner)
+    Column("utm_campaign", String(200)),  # utm.utm_campaign, as a column: reports group and filter by it
     UniqueConstraint("channel", "external_id"),
     Index("ix_leads_phone", "phone"),
     Index("ix_leads_email", "email"),
@@ -300,6 +307,7 @@ assignments = Table(
     Column("reason", Text, nullable=False),
     Column("candidates", JSON, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Index("ix_assignments_at", "at"),
 )
 
 # Round-robin position per rule: the manager who got the previous lead.
@@ -357,6 +365,8 @@ activities = Table(
     Column("outcome", String(30)),  # connected, no_answer, busy, wrong_number, sent, set
     Column("note", Text),
     Column("at", UTCDateTime, nullable=False),
+    Column("duration_seconds", Integer),  # a call's talk time, where the phone system or the manager gave it
+    Index("ix_activities_at", "at"),
 )
 
 # Append-only: every change to a lead is a row here, never updated or deleted.
@@ -375,6 +385,14 @@ events = Table(
     Column("automate", Boolean, server_default=true()),
     # The audit: changes made by people and keys, by actor and time.
     Index("ix_events_actor_at", "actor", "at"),
+    # The reports' hand-off losses: the few event types they count, by time, however long the log grows.
+    Index(
+        "ix_events_handoff_type_at",
+        "type",
+        "at",
+        sqlite_where=text(HANDOFF_WHERE),
+        postgresql_where=text(HANDOFF_WHERE),
+    ),
     Index(
         "ix_events_automate",
         "id",
@@ -642,4 +660,61 @@ backlog_changes = Table(
     Column("event_id", ForeignKey("events.id")),  # the lead.backlog event of the change
     Column("done_at", UTCDateTime),
     Column("undone_at", UTCDateTime),
+)
+
+
+# Every status a lead has been in: when it entered and left, and who owned it and which team it was with when it
+# entered. Database triggers on `leads` write it in the same statement that changes the status (store/stages.py),
+# so every writer, present and future, keeps it exact. The reports' funnel, conversions and cycle times read it.
+lead_stages = Table(
+    "lead_stages",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False, index=True),
+    Column("status", String(60), nullable=False),
+    Column("previous", String(60)),  # the status it came from; NULL: the lead arrived in this status
+    Column("entered_at", UTCDateTime, nullable=False),
+    Column("left_at", UTCDateTime),  # NULL: the lead is in it now
+    Column("manager_id", ForeignKey("managers.id")),  # the owner when the lead entered the status
+    Column("team_id", ForeignKey("teams.id")),
+    Index("ix_lead_stages_status_entered_at", "status", "entered_at"),
+)
+
+# Advertising spend per day and campaign, imported from a CSV or posted by API: channel quality's cost per lead.
+# '' (not NULL) stands for "any" in channel, source and campaign, so one day's line is unique.
+channel_costs = Table(
+    "channel_costs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("channel", String(40), nullable=False, server_default=""),
+    Column("source", String(200), nullable=False, server_default=""),
+    Column("campaign", String(200), nullable=False, server_default=""),
+    Column("amount", Numeric(16, 2), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("actor", String(60)),
+    UniqueConstraint("day", "channel", "source", "campaign"),
+)
+
+# Sales plans set by API for one month (they stand over the rules file's `reports.plans` for that month):
+# `scope` is "team:<key>" or "manager:<key>".
+sales_plans = Table(
+    "sales_plans",
+    metadata,
+    Column("scope", String(80), primary_key=True),
+    Column("month", String(7), primary_key=True),  # YYYY-MM
+    Column("deals_per_day", Numeric(10, 2)),
+    Column("revenue_per_month", Numeric(18, 2)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("actor", String(60)),
+)
+
+# Daily digests sent: one row per recipient and local day, written with the digest's notifications, so a digest
+# goes out once however many workers look.
+digests = Table(
+    "digests",
+    metadata,
+    Column("recipient", String(80), primary_key=True),  # "manager:<key>": the head it went to
+    Column("day", Date, primary_key=True),  # the recipient's local day it was sent on
+    Column("sent_at", UTCDateTime, nullable=False),
 )

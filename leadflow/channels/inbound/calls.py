@@ -260,6 +260,7 @@ class CallContact:
     manager_key: str
     outcome: Literal["connected", "no_answer"]
     note: str
+    talk_seconds: int | None = None  # how long they talked, where the service said
 
 
 def call_contact(item: InboundMessage, extensions: Mapping[str, str]) -> tuple[CallContact | None, str]:
@@ -278,7 +279,8 @@ def call_contact(item: InboundMessage, extensions: Mapping[str, str]) -> tuple[C
     talked = item.meta.get("talk_seconds")
     how = f"talked {_duration(talked if isinstance(talked, int) else None)}" if outcome == "connected" else "no answer"
     made = "called the client" if outgoing else "answered the client's call"
-    return CallContact(manager_key, outcome, f"{made} on extension {extension}: {how}"), ""
+    talk = talked if isinstance(talked, int) and outcome == "connected" else None
+    return CallContact(manager_key, outcome, f"{made} on extension {extension}: {how}", talk), ""
 
 
 # -- Small readers -------------------------------------------------------------------------------------------------
