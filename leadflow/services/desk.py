@@ -257,12 +257,14 @@ def hand_to(
     clock: bool = True,
 ) -> Decision:  # fmt: skip
     """Give a locked open lead to `target` by hand, in the caller's transaction: the old owner's load and every
-    clock of the lead (first contact, the desk's, a wait for opening hours) go; the new assignment says why."""
+    clock of the lead (first contact, the desk's, a wait for opening hours) go; the new assignment says why. A lead
+    past `assigned` (contacted, qualified ...) keeps its status: the funnel does not go backwards."""
     decision = by_hand(target, lead_row_to_clean(row), now, reason)
     if row["manager_id"] is not None:
         add_load(conn, row["manager_id"], -1, row["budget"])
     conn.execute(delete(timers).where(timers.c.lead_id == row["id"], timers.c.kind.in_(SLA_TIMERS)))
-    assign_existing(conn, app, row, now, kind="manual", decision=decision, clock=clock)
+    keep = row["status"] if row["status"] not in ("new", "assigned") else None
+    assign_existing(conn, app, row, now, kind="manual", decision=decision, clock=clock, keep_status=keep)
     return decision
 
 
@@ -292,13 +294,8 @@ def assign_by_hand(
         contacted = row["first_contact_at"] is not None
         # A lead already contacted owes no first contact: no new clock, and no deadline in the notification.
         decision = hand_to(conn, app, row, target, now, f"reassigned by hand {moved}: {reason}", clock=not contacted)
-        kept: dict[str, Any] = {}
-        if row["status"] not in ("new", "assigned"):
-            kept["status"] = row["status"]  # contacted, qualified ...: the funnel does not go backwards
         if contacted:
-            kept["sla_state"] = row["sla_state"]
-        if kept:
-            conn.execute(update(leads).where(leads.c.id == lead_id).values(**kept))
+            conn.execute(update(leads).where(leads.c.id == lead_id).values(sla_state=row["sla_state"]))
         move_deals(conn, lead_id, old.id if old else None, target.id)
         history = [new_event(lead_id, "lead.reassigned", now, actor, reason=reason, manager=target.key,
                              previous=old.key if old else None)]  # fmt: skip

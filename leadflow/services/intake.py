@@ -463,10 +463,12 @@ def assign_existing(
     kind: str,
     decision: Decision | None = None,
     clock: bool = True,
+    keep_status: str | None = None,
 ) -> Decision:
     """Route a stored lead (restored, waited for opening, handed on by the desk) and write it like intake does.
 
-    `clock=False` for a lead that already had its first contact: it owes none to the new owner.
+    `clock=False` for a lead that already had its first contact: it owes none to the new owner. `keep_status`: the
+    status it stays in (a contacted lead handed on stays contacted: the funnel does not go backwards).
     """
     clean = lead_row_to_clean(row)
     owner: ManagerState | None = None
@@ -480,7 +482,7 @@ def assign_existing(
         update(leads)
         .where(leads.c.id == row["id"])
         .values(
-            status="assigned" if decision.assigned else "new",
+            status=keep_status or ("assigned" if decision.assigned else "new"),
             manager_id=decision.manager_id,
             assigned_at=now if decision.assigned else None,
             updated_at=now,
