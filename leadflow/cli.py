@@ -491,6 +491,7 @@ def contact(
     kind: Annotated[str, typer.Option(help="call, message or meeting")] = "call",
     outcome: Annotated[str, typer.Option(help="connected, no_answer, busy, wrong_number, sent, set")] = "connected",
     note: Annotated[str | None, typer.Option(help="A few words for the history.")] = None,
+    duration: Annotated[int | None, typer.Option(min=0, max=86400, help="A call's length in seconds.")] = None,
     rules: RulesOption = None,
     database: DbOption = None,
 ) -> None:
@@ -500,7 +501,7 @@ def contact(
     from leadflow.services.sla import record_contact
 
     lf = open_app(_settings(rules, database))
-    result = record_contact(lf, lead_id, manager, kind, outcome, utcnow(), note, who=CLI)
+    result = record_contact(lf, lead_id, manager, kind, outcome, utcnow(), note, who=CLI, duration_seconds=duration)
     console.print_json(json.dumps(result))
 
 

@@ -34,6 +34,9 @@ class ContactIn(Body):
         "connected", description="call: connected, no_answer, busy, wrong_number; message: sent; meeting: set"
     )
     note: Annotated[CleanText | None, Field(max_length=2000)] = None
+    duration_seconds: int | None = Field(
+        None, ge=0, le=86400, description="How long the call lasted, in seconds: the reports' talk minutes."
+    )
 
 
 @router.post(
@@ -44,7 +47,8 @@ class ContactIn(Body):
 def post_contact(
     lead_id: LeadId, body: ContactIn, app: AppDep, who: Annotated[Principal, permit(Action.LEAD_WORK)]
 ) -> dict[str, Any]:
-    return record_contact(app, lead_id, body.manager, body.kind, body.outcome, utcnow(), body.note, who=who)
+    return record_contact(app, lead_id, body.manager, body.kind, body.outcome, utcnow(), body.note, who=who,
+                          duration_seconds=body.duration_seconds)  # fmt: skip
 
 
 def sla_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from leadflow.core.lead import LeadIn
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.sla import escalate_due
-from leadflow.store.tables import outbox
+from leadflow.store.tables import activities, outbox
 from tests.support import SLA_TEAM, admin_headers, live_server
 
 
@@ -38,6 +39,16 @@ def test_contact_stops_the_clock_and_the_lead_shows_its_sla(api: httpx.Client) -
     assert detail["status"] == "contacted"
     assert detail["sla"]["state"] == "met" and detail["sla"]["response_band"] == "≤20m"
     assert detail["sla"]["seconds_left"] is None
+
+
+def test_a_call_carries_its_length_for_the_talk_minutes(api: httpx.Client, lf: Leadflow) -> None:
+    lead = api.post("/api/v1/leads", json={"name": "Ivan", "phone": "0671234567"}).json()
+    body = {"manager": "anna", "kind": "call", "outcome": "connected", "duration_seconds": 95}
+    assert api.post(f"/api/v1/leads/{lead['id']}/contact", json=body).status_code == 200
+    too_long = api.post(f"/api/v1/leads/{lead['id']}/contact", json=body | {"duration_seconds": 86401})
+    assert too_long.status_code == 422 and too_long.json()["problems"][0]["field"] == "duration_seconds"
+    with lf.engine.connect() as conn:
+        assert conn.execute(select(activities.c.duration_seconds)).scalars().all() == [95]
 
 
 @pytest.mark.parametrize(

@@ -231,6 +231,8 @@ def test_binotel_missed_call_makes_a_hot_lead_and_annas_answered_call_is_her_fir
     assert answered.content == b'{"status":"success"}'
     assert count(app, leads) == 1
     assert_contacted_by_anna(app, lead["id"])
+    with app.engine.connect() as conn:  # the talk time is the reports' talk minutes
+        assert conn.execute(select(activities.c.duration_seconds)).scalars().all() == [95]
 
     anna = person(app, "anna", "manager", manager="anna")
     thread = tracker.client.get(f"/api/v1/leads/{lead['id']}/messages", headers=anna).json()["items"]
