@@ -685,7 +685,7 @@ class CandidateStore:
 def _skipped_entry(skipped: list[Candidate]) -> dict[str, Any]:
     verdicts: dict[str, dict[str, Any]] = {}
     for c in skipped:
-        entry = verdicts.setdefault(_verdict_kind(c.name, c.why), {"count": 0, "names": []})
+        entry = verdicts.setdefault(verdict_kind(c.name, c.why), {"count": 0, "names": []})
         entry["count"] += 1
         if len(entry["names"]) < _NAMES_PER_VERDICT:
             entry["names"].append(c.name)
@@ -701,7 +701,7 @@ def _candidate_entry(c: Candidate) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4096)
-def _verdict_kind(name: str, why: str) -> str:
+def verdict_kind(name: str, why: str) -> str:
     """The verdict without the name and the figures that make it personal: "at capacity", "off-shift"."""
     why = why.removeprefix(f"{name} ")
     for kind in ("at capacity", "converts", "is tier", "on vacation"):

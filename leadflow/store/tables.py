@@ -299,7 +299,7 @@ assignments = Table(
     "assignments",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("lead_id", ForeignKey("leads.id"), nullable=False, index=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False),
     Column("manager_id", ForeignKey("managers.id"), index=True),  # NULL: sent to the unassigned queue
     Column("kind", String(20), nullable=False),  # initial, sticky, restore, manual, escalation
     Column("rule_key", String(60)),
@@ -307,7 +307,18 @@ assignments = Table(
     Column("reason", Text, nullable=False),
     Column("candidates", JSON, nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    Index("ix_assignments_at", "at"),
+    # Covering: a period's assignments by time with what the load and KPI reports read, never the candidates.
+    Index(
+        "ix_assignments_at_manager_id_lead_id_kind_rule_key_strategy",
+        "at",
+        "manager_id",
+        "lead_id",
+        "kind",
+        "rule_key",
+        "strategy",
+    ),
+    # A lead's assignments with their kind and manager from the index alone: the hand-off report's first owners.
+    Index("ix_assignments_lead_id_kind_manager_id", "lead_id", "kind", "manager_id"),
 )
 
 # Round-robin position per rule: the manager who got the previous lead.
@@ -670,14 +681,24 @@ lead_stages = Table(
     "lead_stages",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("lead_id", ForeignKey("leads.id"), nullable=False, index=True),
+    Column("lead_id", ForeignKey("leads.id"), nullable=False),
     Column("status", String(60), nullable=False),
     Column("previous", String(60)),  # the status it came from; NULL: the lead arrived in this status
     Column("entered_at", UTCDateTime, nullable=False),
     Column("left_at", UTCDateTime),  # NULL: the lead is in it now
     Column("manager_id", ForeignKey("managers.id")),  # the owner when the lead entered the status
     Column("team_id", ForeignKey("teams.id")),
-    Index("ix_lead_stages_status_entered_at", "status", "entered_at"),
+    Index("ix_lead_stages_status_entered_at_manager_id_lead_id", "status", "entered_at", "manager_id", "lead_id"),
+    # Covering: the funnel, the KPIs and the forecast read a cohort's stages from this index alone, and the
+    # triggers find a lead's open stage by its first column.
+    Index(
+        "ix_lead_stages_lead_id_status_entered_at_left_at_manager_id",
+        "lead_id",
+        "status",
+        "entered_at",
+        "left_at",
+        "manager_id",
+    ),
 )
 
 # Advertising spend per day and campaign, imported from a CSV or posted by API: channel quality's cost per lead.

@@ -32,7 +32,10 @@ def upgrade() -> None:
         batch.create_foreign_key("fk_leads_first_contact_by_managers", "managers", ["first_contact_by"], ["id"])
     op.add_column("activities", sa.Column("duration_seconds", sa.Integer(), nullable=True))
     op.create_index("ix_activities_at", "activities", ["at"])
-    op.create_index("ix_assignments_at", "assignments", ["at"])
+    op.create_index("ix_assignments_at_manager_id_lead_id_kind_rule_key_strategy", "assignments",
+                    ["at", "manager_id", "lead_id", "kind", "rule_key", "strategy"])  # fmt: skip
+    op.create_index("ix_assignments_lead_id_kind_manager_id", "assignments", ["lead_id", "kind", "manager_id"])
+    op.drop_index("ix_assignments_lead_id", "assignments")
     op.create_index("ix_events_handoff_type_at", "events", ["type", "at"], sqlite_where=_HANDOFF,
                     postgresql_where=_HANDOFF)  # fmt: skip
     op.create_table(
@@ -47,8 +50,10 @@ def upgrade() -> None:
         sa.Column("team_id", Id, sa.ForeignKey("teams.id", name="fk_lead_stages_team_id_teams")),
         sa.PrimaryKeyConstraint("id", name="pk_lead_stages"),
     )
-    op.create_index("ix_lead_stages_lead_id", "lead_stages", ["lead_id"])
-    op.create_index("ix_lead_stages_status_entered_at", "lead_stages", ["status", "entered_at"])
+    op.create_index("ix_lead_stages_lead_id_status_entered_at_left_at_manager_id", "lead_stages",
+                    ["lead_id", "status", "entered_at", "left_at", "manager_id"])  # fmt: skip
+    op.create_index("ix_lead_stages_status_entered_at_manager_id_lead_id", "lead_stages",
+                    ["status", "entered_at", "manager_id", "lead_id"])  # fmt: skip
     op.create_table(
         "channel_costs",
         sa.Column("id", Id, primary_key=True),
@@ -99,11 +104,13 @@ def downgrade() -> None:
     op.drop_table("digests")
     op.drop_table("sales_plans")
     op.drop_table("channel_costs")
-    op.drop_index("ix_lead_stages_status_entered_at", "lead_stages")
-    op.drop_index("ix_lead_stages_lead_id", "lead_stages")
+    op.drop_index("ix_lead_stages_status_entered_at_manager_id_lead_id", "lead_stages")
+    op.drop_index("ix_lead_stages_lead_id_status_entered_at_left_at_manager_id", "lead_stages")
     op.drop_table("lead_stages")
     op.drop_index("ix_events_handoff_type_at", "events")
-    op.drop_index("ix_assignments_at", "assignments")
+    op.create_index("ix_assignments_lead_id", "assignments", ["lead_id"])
+    op.drop_index("ix_assignments_lead_id_kind_manager_id", "assignments")
+    op.drop_index("ix_assignments_at_manager_id_lead_id_kind_rule_key_strategy", "assignments")
     op.drop_index("ix_activities_at", "activities")
     with op.batch_alter_table("activities") as batch:
         batch.drop_column("duration_seconds")
