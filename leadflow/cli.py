@@ -571,6 +571,9 @@ def _register_account_commands() -> None:
     from leadflow.cli_backlog import backlog_app
 
     app.add_typer(backlog_app, name="backlog")
+    from leadflow.cli_reports import report_app
+
+    app.add_typer(report_app, name="report")
 
 
 _register_account_commands()

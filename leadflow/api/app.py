@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from leadflow import __version__
 from leadflow.api import accounts, assign, channels, clients, desk, docs, health, intake, leads, people, sla, webhooks
 from leadflow.api import client_events as client_events_api
+from leadflow.api import reports as reports_api
 from leadflow.api import tasks as tasks_api
 from leadflow.api import tracking as tracking_api
 from leadflow.api.auth import Authenticator, public
@@ -19,6 +20,7 @@ from leadflow.channels.redact import hide_in_logs
 from leadflow.services.context import Leadflow
 from leadflow.settings import Settings
 from leadflow.web import admin_pages, desk_pages, login, outbox_pages, rules_pages, task_pages, team_pages, work
+from leadflow.web import report_pages as report_pages_web
 from leadflow.web.live import LiveHub
 
 
@@ -55,6 +57,7 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(client_events_api.router)
     api.include_router(tracking_api.router)
     api.include_router(tasks_api.router)
+    api.include_router(reports_api.router)
     for hook in webhooks.ROUTERS:
         api.include_router(hook)
     api.include_router(login.router)
@@ -65,6 +68,7 @@ def create_api(app: Leadflow, settings: Settings) -> FastAPI:
     api.include_router(team_pages.router)
     api.include_router(desk_pages.router)
     api.include_router(task_pages.router)
+    api.include_router(report_pages_web.router)
     api.include_router(docs.router)
     api.mount(docs.STATIC_URL, docs.static_files(), name="static")
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds)

@@ -12,14 +12,16 @@ from babel.messages.pofile import read_po, write_po
 from leadflow.web.i18n import DEFAULT, LANGUAGES, LOCALE_DIR
 
 PACKAGE = Path(__file__).parents[1]
-# Where interface strings are: the desk's templates and Python, and the error pages the API renders for browsers.
+# Where interface strings are: the desk's templates and Python, the error pages the API renders for browsers, and
+# the reports' words, which the desk's report pages show (marked there with N_, and note() for sentences).
 METHODS = [
     ("web/templates/**.html", "jinja2.ext:babel_extract"),
     ("web/**.py", "python"),
     ("api/errors.py", "python"),
+    ("services/reports/**.py", "python"),
 ]
 OPTIONS = {"web/templates/**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}}
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "note": None}
 
 
 def extract() -> Catalog:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from leadflow.api.auth import SESSION_COOKIE, authenticate
 from leadflow.core.errors import Forbidden
-from leadflow.core.policy import Action, LeadAccess, Principal, can, lead_verdict, needed_for
+from leadflow.core.policy import Action, LeadAccess, Principal, can, lead_verdict, needed_for, report_scope
 from leadflow.services.accounts import SessionHolder
 from leadflow.services.context import Leadflow
 from leadflow.web.i18n import N_, Formats, pick_language, translator
@@ -57,7 +57,8 @@ class NavItem:
     section: str
 
 
-# The desk's sections, each shown to whoever may do what it is for ("manager": and has leads of their own).
+# The desk's sections, each shown to whoever may do what it is for ("manager": and has leads of their own;
+# "reports": and has figures to see, their own or their teams').
 NAVIGATION = (
     (NavItem("/", N_("My queue"), "queue"), Action.LEAD_WORK, "manager"),
     (NavItem("/pipeline", N_("Pipeline"), "pipeline"), Action.LEAD_WORK, "manager"),
@@ -67,6 +68,7 @@ NAVIGATION = (
     (NavItem("/unassigned", N_("Unassigned"), "unassigned"), Action.ROUTING_BATCH, None),
     (NavItem("/junk", N_("Junk"), "junk"), Action.SLA_READ, None),
     (NavItem("/breaches", N_("Breaches"), "breaches"), Action.SLA_READ, None),
+    (NavItem("/reports", N_("Reports"), "reports"), Action.REPORTS_READ, "reports"),
     (NavItem("/rules", N_("Rules"), "rules"), Action.RULES_READ, None),
     (NavItem("/outbox", N_("Notifications"), "outbox"), Action.OUTBOX_READ, None),
     (NavItem("/admin/users", N_("Admin"), "admin"), Action.ACCOUNTS, None),
@@ -103,6 +105,8 @@ class Viewer:
             if not self.can(action):
                 continue
             if role == "manager" and self.manager_id is None:
+                continue
+            if role == "reports" and report_scope(self.who) is None:
                 continue
             shown.append(item)
         return shown

@@ -72,6 +72,8 @@ ALLOWED: dict[Action, set[str]] = {
     Action.AUDIT_READ: {"admin", "key_admin"},
     Action.CLIENT_DATA: {"admin", "key_admin"},
     Action.SELF: PEOPLE,
+    Action.REPORTS_READ: PEOPLE - {"desk"} | {"key_read", "key_write", "key_admin"},
+    Action.REPORTS_PLAN: {"admin", "head", "other_head", "key_write", "key_admin"},
 }
 # On Anna's lead (team sales, owned by Anna, never at the desk), those who may act at all but may not see it.
 HIDDEN_FROM = {"other_head", "desk", "other_manager"}
@@ -80,7 +82,8 @@ HIDDEN_FROM = {"other_head", "desk", "other_manager"}
 LEAD_ROUTE = re.compile(r"\{(lead|task)_id\}")
 # Routes that a team's head may use only for their own teams: pointed at team sales.
 TEAM_SCOPED = {("PATCH", "/api/v1/managers/{key}"), ("DELETE", "/api/v1/managers/{key}"),
-               ("PATCH", "/api/v1/teams/{key}"), ("POST", "/team/managers/{key}/absent")}  # fmt: skip
+               ("PATCH", "/api/v1/teams/{key}"), ("POST", "/team/managers/{key}/absent"),
+               ("PUT", "/api/v1/reports/plans/{scope}/{month}")}  # fmt: skip
 # The batch spans every team: a head of one team is refused in the service.
 EVERY_TEAM = {("POST", "/api/v1/assign/unassigned"), ("POST", "/unassigned/route")}
 
@@ -167,7 +170,8 @@ def test_every_route_declares_who_may_call_it() -> None:
 
 def _path(path: str, lead_id: int) -> str:
     values = {"lead_id": str(lead_id), "key": "sales" if "/teams/" in path else "spare", "message_id": "1",
-              "username": "nobody-here", "name": "no such key", "client_id": "1", "task_id": "1"}  # fmt: skip
+              "username": "nobody-here", "name": "no such key", "client_id": "1", "task_id": "1",
+              "scope": "team:sales", "month": "2026-03"}  # fmt: skip
     if "/managers/" in path and "{key}" in path:
         values["key"] = "spare"
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
@@ -187,6 +191,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/tasks/{task_id}/cancel"): {"reason": "not needed"},
     ("POST", "/api/v1/tasks/{task_id}/reassign"): {"manager": "halyna"},
     ("POST", "/api/v1/events"): {"id": "matrix-visit", "type": "page_visited", "phone": "+380671110009"},
+    ("PUT", "/api/v1/reports/plans/{scope}/{month}"): {"deals_per_day": 2},  # team sales: its head's, not vip's
+    ("POST", "/api/v1/reports/costs"): {"csv": "day,channel,amount\n2026-03-02,web,10.00\n"},
 }
 
 

@@ -219,6 +219,9 @@ def test_every_integer_parameter_of_every_route_is_bounded() -> None:
         ("/api/v1/managers?team=sales%00", "team"),
         ("/api/v1/managers/ol%00ena", "key"),
         ("/api/v1/teams/sa%1Fles", "key"),
+        ("/api/v1/reports/funnel?channel=web%00", "channel.0"),
+        ("/api/v1/reports/funnel?campaign=spring%01", "campaign.0"),
+        ("/api/v1/reports/funnel?tz=Europe/Kyiv%00", "tz"),
     ],
 )
 def test_control_characters_in_the_address_are_422_naming_parameter_and_character(
@@ -245,6 +248,7 @@ def test_control_characters_in_the_address_are_422_naming_parameter_and_characte
         ("POST", "/api/v1/desk/1/junk", {"reason": "spam\u0000", "actor": "Olha"}, "reason"),
         ("POST", "/api/v1/leads/1/convert", {"to": "contact", "actor": "Olha", "contact": {"name": "I\u0000"}},
          "contact.name"),
+        ("POST", "/api/v1/reports/costs", {"csv": "day,amount\n2026-03-01,1\u0000"}, "csv"),
     ],
 )  # fmt: skip
 def test_control_characters_in_management_bodies_are_422_naming_the_field(

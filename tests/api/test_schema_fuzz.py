@@ -63,6 +63,16 @@ EXCLUDED: dict[tuple[str, str], list[Callable[..., Any]]] = {
     ("POST", "/api/v1/tasks"): _RULES_DECIDE,  # the lead and the manager must exist, who must see the lead
     ("POST", "/api/v1/tasks/{task_id}/reassign"): _RULES_DECIDE,  # manager: must exist and see the lead
     ("POST", "/api/v1/tasks/{task_id}/cancel"): _RULES_DECIDE,  # a reason of only blanks says nothing
+    # Reports: the teams and managers named must exist, a period may not end before it starts nor pass 400 days, a
+    # plan's team or manager must exist, and a CSV of costs must have a day and an amount on every line.
+    ("GET", "/api/v1/reports/{name}"): _RULES_DECIDE,
+    ("GET", "/api/v1/reports/costs"): _RULES_DECIDE,
+    ("POST", "/api/v1/reports/costs"): _RULES_DECIDE,
+    ("GET", "/api/v1/reports/plans"): _RULES_DECIDE,
+    ("PUT", "/api/v1/reports/plans/{scope}/{month}"): _RULES_DECIDE,
+    # A client event's `data` may hold any JSON, but no key or text with a control character (which text cannot
+    # hold): the schema cannot say that of a free-form object's keys.
+    ("POST", "/api/v1/events"): _RULES_DECIDE,
     ("POST", "/api/v1/leads"): [positive_data_acceptance],
     ("POST", "/api/v1/leads/dry-run"): [positive_data_acceptance],
 }

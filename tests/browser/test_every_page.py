@@ -20,6 +20,7 @@ from leadflow.core.policy import SYSTEM
 from leadflow.services import accounts, tasks
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.conversations import take_inbound
+from leadflow.services.reports import REPORTS
 from leadflow.services.sla import escalate_due, record_contact
 from leadflow.web import i18n
 from tests.browser.conftest import screenshot, sign_in
@@ -118,9 +119,19 @@ def desk(make_app: Callable[[str], Leadflow], tmp_path: Path) -> Iterator[Desk]:
 
 def pages_of(desk: Desk) -> dict[str, list[str]]:
     return {
-        "anna": ["/", "/pipeline", "/search?q=067+123", f"/leads/{desk.lead_id}"],
+        "anna": ["/", "/pipeline", "/search?q=067+123", f"/leads/{desk.lead_id}", "/reports/managers"],
         "dana": ["/desk", f"/leads/{desk.desk_lead_id}"],
-        "halyna": ["/team", "/feed", "/unassigned", "/junk", "/breaches", "/rules", f"/leads/{desk.lead_id}"],
+        "halyna": [
+            "/team",
+            "/feed",
+            "/unassigned",
+            "/junk",
+            "/breaches",
+            "/rules",
+            f"/leads/{desk.lead_id}",
+            "/reports",
+            *(f"/reports/{name}" for name in REPORTS if name != "funnel"),
+        ],
         "root": ["/outbox", "/admin/users", "/admin/keys", "/admin/audit"],
     }
 
@@ -184,7 +195,8 @@ WIDEST = """(() => {
 })()"""
 
 SHOTS = {("anna", "/"): "queue", ("anna", "/pipeline"): "pipeline", ("dana", "/desk"): "quality-desk",
-         ("halyna", "/team"): "team-board", ("halyna", "/feed"): "live-feed", ("halyna", "/rules"): "rules"}  # fmt: skip
+         ("halyna", "/team"): "team-board", ("halyna", "/feed"): "live-feed", ("halyna", "/rules"): "rules",
+         ("halyna", "/reports/managers"): "reports"}  # fmt: skip
 
 
 @pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
