@@ -1,5 +1,5 @@
-"""The worker: acts on passed first-contact deadlines, runs the automations and delivers the outbox. Every bit of
-state is in the database.
+"""The worker: acts on passed first-contact deadlines, runs the automations, queues the daily digests and delivers
+the outbox. Every bit of state is in the database.
 
 On SQLite one worker runs (inside `leadflow serve` by default). On PostgreSQL any number run on any hosts: each
 claims its deadlines with SKIP LOCKED, so each escalation happens exactly once.
@@ -22,9 +22,12 @@ from leadflow.services.channel_state import poller_services
 from leadflow.services.context import Leadflow, utcnow
 from leadflow.services.delivery import deliver_due
 from leadflow.services.health import NotificationReach, check_notifications
+from leadflow.services.reports.digest import send_due_digests
 from leadflow.services.sla import escalate_due, next_due_at
 
 log = logging.getLogger("leadflow.worker")
+
+DIGEST_SECONDS = 60.0  # how often the worker looks for a head of sales whose daily digest is due
 
 
 class Worker:
@@ -147,12 +150,22 @@ class Worker:
             if not report.handled:
                 self.stop.wait(self.poll_seconds * 2)
 
+    def run_digests(self) -> None:
+        """Until stopped: once a minute, queue the daily digests that are due (reports.digest in the rules)."""
+        while not self.stop.is_set():
+            try:
+                send_due_digests(self.app, self.clock())
+            except Exception:
+                log.exception("daily digest round failed; trying again in a minute")
+            self.stop.wait(DIGEST_SECONDS)
+
     def start(self) -> list[threading.Thread]:
         """Run the loops in daemon threads (used by `leadflow serve` and the tests)."""
         threads = [
             threading.Thread(target=self.run_escalations, name="leadflow-escalations", daemon=True),
             threading.Thread(target=self.run_deliveries, name="leadflow-deliveries", daemon=True),
             threading.Thread(target=self.run_automations, name="leadflow-automations", daemon=True),
+            threading.Thread(target=self.run_digests, name="leadflow-digests", daemon=True),
             *(threading.Thread(target=p.run, args=(self.stop,), name=f"leadflow-{p.name}", daemon=True)
               for p in self.pollers),
         ]  # fmt: skip

@@ -13,6 +13,8 @@ see channels/redact.py).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import json
 import logging
@@ -39,6 +41,7 @@ __all__ = [
     "TelegramSender",
     "WebhookSender",
     "close_senders",
+    "payload_images",
     "retry_after",
     "senders_from_config",
     "telegram_result",
@@ -48,6 +51,7 @@ log = logging.getLogger("leadflow.notify")
 
 USER_AGENT = "leadflow-notify/1"
 TELEGRAM_MAX_TEXT = 4096  # Bot API limit for sendMessage, in characters
+TELEGRAM_MAX_CAPTION = 1024  # and for a photo's caption
 SLACK_MAX_TEXT = 40000
 _SNIPPET = 300  # how much of a receiver's answer to keep in an error
 
@@ -67,6 +71,19 @@ class Sender(Protocol):
     def send(self, message: OutboxMessage) -> str | None:
         """Deliver the message or raise DeliveryError; returns the receiving service's id for it, if it gives one."""
         ...
+
+
+def payload_images(message: OutboxMessage) -> list[tuple[str, str, bytes]]:
+    """The images a message carries in its payload (a digest's charts): (file name, MIME type, bytes); a payload
+    that cannot be read is refused for good, as sending it again would not mend it."""
+    found = []
+    for image in message.payload.get("images") or ():
+        try:
+            found.append((str(image["name"]), str(image["type"]), base64.b64decode(image["data"], validate=True)))
+        except (KeyError, TypeError, binascii.Error) as exc:
+            raise DeliveryError(f"outbox message {message.id} carries an image that cannot be read: {exc}",
+                                retryable=False) from exc  # fmt: skip
+    return found
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -123,20 +140,28 @@ def _client(config: NotifyConfig) -> httpx.Client:
 
 
 class TelegramSender:
-    """Telegram Bot API sendMessage; recipient is a chat id (or @channel). Plain text, no parse mode."""
+    """Telegram Bot API sendMessage; recipient is a chat id (or @channel). Plain text, no parse mode. The images a
+    message carries (a digest's charts) follow the text, each by sendPhoto with the subject as its caption."""
 
     def __init__(self, config: NotifyConfig, client: httpx.Client | None = None) -> None:
         if config.telegram_bot_token is None:
             raise ValueError(f"Telegram needs a bot token: set {env_name('telegram_bot_token')}")
-        self._url = f"{config.telegram_api_base}/bot{config.telegram_bot_token.get_secret_value()}/sendMessage"
+        self._bot = f"{config.telegram_api_base}/bot{config.telegram_bot_token.get_secret_value()}"
+        self._url = f"{self._bot}/sendMessage"
         self._client = client or _client(config)
 
     def send(self, message: OutboxMessage) -> None:
+        images = payload_images(message)
         text = _truncate(message.full_text, TELEGRAM_MAX_TEXT)
         body = {"chat_id": message.recipient, "text": text, "link_preview_options": {"is_disabled": True}}
         response = _post(self._client, self._url, "Telegram", json=body)
         hint = f"; check the chat id {message.recipient!r} and that the recipient has started the bot"
         telegram_result(response, "the message", env_name("telegram_bot_token"), hint)
+        for name, kind, data in images:
+            caption = {"chat_id": message.recipient, "caption": _truncate(message.subject or "", TELEGRAM_MAX_CAPTION)}
+            response = _post(self._client, f"{self._bot}/sendPhoto", "Telegram", data=caption,
+                             files={"photo": (name, data, kind)})  # fmt: skip
+            telegram_result(response, "the picture", env_name("telegram_bot_token"), hint)
 
     def close(self) -> None:
         self._client.close()
@@ -258,6 +283,9 @@ class EmailSender:
             mail["Message-ID"] = email.utils.make_msgid(domain=domain or None)
             mail["X-Leadflow-Delivery"] = str(message.id)
             mail.set_content(message.body)
+            for name, kind, data in payload_images(message):  # a digest's charts, shown in the mail
+                maintype, _, subtype = kind.partition("/")
+                mail.add_attachment(data, maintype=maintype, subtype=subtype, filename=name, disposition="inline")
         except (ValueError, TypeError) as exc:  # e.g. a line break in a header: refused, never sent as is
             raise DeliveryError(f"cannot build the e-mail to {message.recipient!r}: {exc}", retryable=False) from exc
         return mail

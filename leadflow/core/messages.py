@@ -15,6 +15,10 @@ The context is a plain dict. Keys the built-in templates use, all optional (miss
 - ``message``: what the client wrote in a repeated request; ``contacted_by``: who reached the client
 - ``task``: ``title``, ``due_at_local`` of an overdue task; ``text``: an automation's own words (its `notify`),
   the subject
+- ``day``: the local day a daily digest is about; ``digest``: its figures (``breaches``, ``breaches_waiting``,
+  ``first_contacts``, ``bands`` [``band``, ``count``, ``share``], ``arrived``, ``funnel`` [``status``, ``entered``],
+  ``won``, ``turnover``, ``top`` and ``bottom`` [``name``, ``first_contacts``, ``conversion``]), see
+  services/reports/digest.py
 - ``event_type`` is always set by :func:`render`.
 
 Pure: no I/O, no clock.
@@ -67,6 +71,8 @@ CONTEXT_KEYS = (
     "contacted_by",
     "task",
     "text",
+    "day",
+    "digest",
 )
 
 
@@ -245,7 +251,55 @@ _GENERIC = {
     "Событие: {{ event_type }}\n\n" + _DETAILS["ru"] + _LINK,
 }
 
+# The notifications about one lead: each shows the lead's card.
 EVENT_TYPES = tuple(_BUILTIN)
+
+# Not about one lead, so not among EVENT_TYPES (the texts that show a lead's card): the daily digest for a head of
+# sales (services/reports/digest.py), yesterday's figures of their team.
+_BUILTIN["report.digest"] = {
+    "en": "Daily report{% if team_name %}, {{ team_name }}{% endif %}: {{ day }}\n"
+    "{% if manager_name %}{{ manager_name }}, here{% else %}Here{% endif %} is {{ day }}"
+    "{% if team_name %} in {{ team_name }}{% endif %}.\n\n{% if digest %}"
+    "First-contact deadlines missed: {{ digest.breaches }}"
+    "{% if digest.breaches_waiting %} (not contacted yet: {{ digest.breaches_waiting }}){% endif %}\n"
+    "First contacts: {{ digest.first_contacts }}"
+    "{% for b in digest.bands %}\n  {{ b.band }}: {{ b.count }} ({{ b.share }}){% endfor %}\n\n"
+    "New leads: {{ digest.arrived }}; the statuses they reached so far:"
+    "{% for s in digest.funnel %}\n  {{ s.status }}: {{ s.entered }}{% endfor %}\n"
+    "Won: {{ digest.won }}, turnover {{ digest.turnover }}\n\n"
+    "{% if digest.top %}At the top:{% for m in digest.top %}\n  {{ m.name }}: first contacts {{ m.first_contacts }}, "
+    "conversion {{ m.conversion }}{% endfor %}\n{% endif %}"
+    "{% if digest.bottom %}Need attention:{% for m in digest.bottom %}\n  {{ m.name }}: first contacts "
+    "{{ m.first_contacts }}, conversion {{ m.conversion }}{% endfor %}\n{% endif %}{% endif %}" + _LINK,
+    "uk": "Щоденний звіт{% if team_name %}, {{ team_name }}{% endif %}: {{ day }}\n"
+    "{% if manager_name %}{{ manager_name }}, ось{% else %}Ось{% endif %} підсумки за {{ day }}"
+    "{% if team_name %} ({{ team_name }}){% endif %}.\n\n{% if digest %}"
+    "Пропущені строки першого контакту: {{ digest.breaches }}"
+    "{% if digest.breaches_waiting %} (досі без контакту: {{ digest.breaches_waiting }}){% endif %}\n"
+    "Перші контакти: {{ digest.first_contacts }}"
+    "{% for b in digest.bands %}\n  {{ b.band }}: {{ b.count }} ({{ b.share }}){% endfor %}\n\n"
+    "Нові ліди: {{ digest.arrived }}; статуси, яких вони вже досягли:"
+    "{% for s in digest.funnel %}\n  {{ s.status }}: {{ s.entered }}{% endfor %}\n"
+    "Виграно: {{ digest.won }}, виручка {{ digest.turnover }}\n\n"
+    "{% if digest.top %}Найкращі:{% for m in digest.top %}\n  {{ m.name }}: перші контакти {{ m.first_contacts }}, "
+    "конверсія {{ m.conversion }}{% endfor %}\n{% endif %}"
+    "{% if digest.bottom %}Потребують уваги:{% for m in digest.bottom %}\n  {{ m.name }}: перші контакти "
+    "{{ m.first_contacts }}, конверсія {{ m.conversion }}{% endfor %}\n{% endif %}{% endif %}" + _LINK,
+    "ru": "Ежедневный отчёт{% if team_name %}, {{ team_name }}{% endif %}: {{ day }}\n"
+    "{% if manager_name %}{{ manager_name }}, вот{% else %}Вот{% endif %} итоги за {{ day }}"
+    "{% if team_name %} ({{ team_name }}){% endif %}.\n\n{% if digest %}"
+    "Пропущенные сроки первого контакта: {{ digest.breaches }}"
+    "{% if digest.breaches_waiting %} (до сих пор без контакта: {{ digest.breaches_waiting }}){% endif %}\n"
+    "Первые контакты: {{ digest.first_contacts }}"
+    "{% for b in digest.bands %}\n  {{ b.band }}: {{ b.count }} ({{ b.share }}){% endfor %}\n\n"
+    "Новые лиды: {{ digest.arrived }}; статусы, которых они уже достигли:"
+    "{% for s in digest.funnel %}\n  {{ s.status }}: {{ s.entered }}{% endfor %}\n"
+    "Выиграно: {{ digest.won }}, выручка {{ digest.turnover }}\n\n"
+    "{% if digest.top %}Лучшие:{% for m in digest.top %}\n  {{ m.name }}: первые контакты {{ m.first_contacts }}, "
+    "конверсия {{ m.conversion }}{% endfor %}\n{% endif %}"
+    "{% if digest.bottom %}Требуют внимания:{% for m in digest.bottom %}\n  {{ m.name }}: первые контакты "
+    "{{ m.first_contacts }}, конверсия {{ m.conversion }}{% endfor %}\n{% endif %}{% endif %}" + _LINK,
+}
 
 _ENV = SandboxedEnvironment(
     autoescape=False,
@@ -362,6 +416,21 @@ _SAMPLE_CONTEXT: dict[str, object] = {
     "team_name": "Sales",
     "message": "Please call me back",
     "contacted_by": "Colleague",
+    "day": "2026-01-01",
+    "digest": {
+        "day": "2026-01-01",
+        "team": "Sales",
+        "breaches": 1,
+        "breaches_waiting": 0,
+        "first_contacts": 2,
+        "bands": [{"band": "≤20m", "count": 2, "share": "100%"}],
+        "arrived": 3,
+        "funnel": [{"status": "Contacted", "entered": 2}],
+        "won": 1,
+        "turnover": "1000.00",
+        "top": [{"name": "Manager", "first_contacts": 2, "conversion": "50%"}],
+        "bottom": [{"name": "Colleague", "first_contacts": 0, "conversion": "0%"}],
+    },
 }
 
 
