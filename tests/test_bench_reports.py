@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, select, text, update
 
 from bench.report_history import FIGURES, GENERATOR, MARK, built_for, load, verify
 from leadflow.store.db import make_engine
+from leadflow.store.stages import create_stage_triggers, drop_stage_triggers
 from leadflow.store.tables import lead_stages, leads
 
 N = 1500
@@ -20,6 +21,10 @@ def history(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     load(engine, N)
     yield engine
+    # A test below drops a trigger; on PostgreSQL the database is shared by the session, so put them back.
+    with engine.begin() as conn:
+        drop_stage_triggers(conn)
+        create_stage_triggers(conn)
     engine.dispose()
 
 

@@ -203,12 +203,13 @@ LARGEST_LOSS, SLOWER = N_("largest loss"), N_("slower than before")
 
 def build(conn: Connection, app: Leadflow, window: Window, now: datetime) -> Report:
     stages = stages_of(app.rules.funnel)
-    counts = tally(stages, _stage_rows(conn, window.created_in()))
+    keys = [s.key for s in stages.statuses]
+    counts = tally(stages, _stage_rows(conn, window.created_in(), window.start, keys))
     stays = counts.stays
     first, last, start = _previous(window)
     before_in = [leads.c.created_at >= start, leads.c.created_at < window.start, *window.lead_filters()]
     compared = [k for k in stages.progress if k in stages.open]  # the stages the bottleneck by time compares
-    before = {k: median(v) for k, v in _stays(conn, before_in, compared).items()}
+    before = {k: median(v) for k, v in _stays(conn, before_in, start, compared).items()}
     period = note("in the previous period ({first} to {last})", first=first, last=last)
 
     for lengths in stays.values():
@@ -269,6 +270,17 @@ def build(conn: Connection, app: Leadflow, window: Window, now: datetime) -> Rep
                   [Table("stages", N_("Stages"), COLUMNS, rows, about)], [chart], notes)  # fmt: skip
 
 
+def _bounds(conn: Connection, since: datetime, statuses: Sequence[str]) -> list[ColumnElement[bool]]:
+    """On PostgreSQL, the stage rows worth reading for leads that arrived at `since` or later: a lead enters each of
+    its statuses at or after it arrives, so the bound lets it read the period's rows by
+    ix_lead_stages_status_entered_at_manager_id_lead_id instead of the whole table. SQLite reads them by lead (the covering index that
+    starts with lead_id), which is cheaper for it; given the bound, its planner would scan the status index instead,
+    far longer."""
+    if conn.dialect.name != "postgresql":
+        return []
+    return [lead_stages.c.entered_at >= since, lead_stages.c.status.in_(statuses)]
+
+
 def _seconds(conn: Connection) -> ColumnElement[Any]:
     """A stay's length in seconds (NULL while the lead is still in it), in the database's own arithmetic."""
     if conn.dialect.name == "postgresql":
@@ -279,23 +291,27 @@ def _seconds(conn: Connection) -> ColumnElement[Any]:
     return func.round((func.julianday(lead_stages.c.left_at) - func.julianday(lead_stages.c.entered_at)) * 86400.0, 3)
 
 
-def _stage_rows(conn: Connection, cohort: list[ColumnElement[bool]]) -> list[StageRow]:
-    """The stage rows of the cohort's leads, read by lead (the covering index that starts with lead_id), three
-    narrow columns each (`tally` leaves out the statuses outside the funnel)."""
+def _stage_rows(
+    conn: Connection, cohort: list[ColumnElement[bool]], since: datetime, statuses: Sequence[str]
+) -> list[StageRow]:
+    """The stage rows of the cohort's leads, three narrow columns each (the statuses outside the funnel are left
+    out here or, on SQLite, by `tally`)."""
     query = (
         select(lead_stages.c.lead_id, lead_stages.c.status, _seconds(conn))
         .select_from(leads.join(lead_stages, lead_stages.c.lead_id == leads.c.id))
-        .where(*cohort)
+        .where(*cohort, *_bounds(conn, since, statuses))
     )
     return _plain_rows(conn, query)
 
 
-def _stays(conn: Connection, cohort: list[ColumnElement[bool]], statuses: Sequence[str]) -> dict[str, list[float]]:
+def _stays(
+    conn: Connection, cohort: list[ColumnElement[bool]], since: datetime, statuses: Sequence[str]
+) -> dict[str, list[float]]:
     """Each finished stay of the cohort's leads in these statuses, in seconds, by status."""
     query = (
         select(lead_stages.c.status, _seconds(conn))
         .select_from(leads.join(lead_stages, lead_stages.c.lead_id == leads.c.id))
-        .where(*cohort, lead_stages.c.left_at.is_not(None))
+        .where(*cohort, *_bounds(conn, since, statuses), lead_stages.c.left_at.is_not(None))
     )
     found: dict[str, list[float]] = defaultdict(list)
     wanted = set(statuses)
