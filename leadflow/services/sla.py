@@ -205,8 +205,9 @@ def record_contact_in(
         stays = f"the lead stays with {owner['name']}" if owner else "the lead has no owner now"
         reason = f"{by['name']} reached the client after the lead had moved on; {stays}"
     event_type = "lead.contacted" if first else "lead.contact_attempt"
+    talk: dict[str, Any] = {"duration_seconds": duration_seconds} if duration_seconds is not None else {}
     event = new_event(lead_id, event_type, now, who, manager=by["key"], kind=kind, outcome=outcome, note=note,
-                      owner=owner["key"] if owner else None, reason=reason)  # fmt: skip
+                      owner=owner["key"] if owner else None, reason=reason, **talk)  # fmt: skip
     event_id = add_event(conn, event)
     if late and stops and owner is not None:
         context = lead_context(app, lead_id, lead_row_to_clean(lead)) | {"contacted_by": by["name"],

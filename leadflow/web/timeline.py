@@ -19,6 +19,8 @@ def timeline(lead: dict[str, Any], labels: Labels, viewer: Viewer) -> list[dict[
         kind = e["type"]
         if kind in ("lead.contacted", "lead.contact_attempt"):
             detail = f"{labels.kind(data.get('kind'))}: {labels.outcome(data.get('outcome'))}"
+            if isinstance(data.get("duration_seconds"), int):
+                detail += f" · {viewer.formats.span(data['duration_seconds'])}"
             if data.get("note"):
                 detail += f" — {data['note']}"
         elif kind == "lead.status_changed":

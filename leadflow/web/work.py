@@ -42,6 +42,8 @@ from leadflow.web.render import (
 from leadflow.web.timeline import timeline
 from leadflow.web.viewer import Viewer, WebRoute, page
 
+MAX_TALK_MINUTES = 1440  # a day: the API takes up to 86,400 seconds
+
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Reader = Annotated[Viewer, page(Action.LEAD_READ)]
 Worker = Annotated[Viewer, page(Action.LEAD_WORK)]
@@ -165,7 +167,10 @@ async def contact(request: Request, lead_id: LeadId, viewer: Worker) -> Response
     kind, outcome = form_value(form, "kind"), form_value(form, "outcome")
     app = app_of(request)
     manager = form_value(form, "manager") or None
-    await to_thread.run_sync(lambda: record_contact(app, lead_id, manager, kind, outcome, utcnow(), who=viewer.who))
+    seconds = _talk_seconds(form)
+    await to_thread.run_sync(
+        lambda: record_contact(app, lead_id, manager, kind, outcome, utcnow(), who=viewer.who, duration_seconds=seconds)
+    )
     labels = Labels(viewer, app.rules)
     done = viewer.gettext("Recorded: %(what)s") % {"what": f"{labels.kind(kind)} — {labels.outcome(outcome)}"}
     return await to_thread.run_sync(card_after, request, viewer, lead_id, done)
@@ -215,6 +220,16 @@ def _decimal(form: Any, name: str) -> Decimal | None:
     if not value.is_finite() or abs(value) >= Decimal("1e14"):
         raise InvalidInput.one(name, f"{name} should be a number, like 1200 or 1200.50")
     return value
+
+
+def _talk_seconds(form: Any) -> int | None:
+    """The call's talk time, typed in minutes (the reports' talk minutes); empty when nobody typed it."""
+    minutes = _decimal(form, "minutes")
+    if minutes is None:
+        return None
+    if not 0 <= minutes <= MAX_TALK_MINUTES:
+        raise InvalidInput.one("minutes", f"talk time is between 0 and {MAX_TALK_MINUTES} minutes")
+    return int((minutes * 60).to_integral_value())
 
 
 def _whole(form: Any, name: str) -> int | None:

@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 
 from leadflow.services.context import Leadflow, utcnow
+from leadflow.store.tables import activities, leads
 from leadflow.worker import Worker
 from tests.browser.conftest import screenshot, sign_in
 from tests.support import bearer, live_server, new_key, web_user
@@ -65,6 +67,7 @@ def test_a_connected_call_stops_the_countdown(make_app: Callable[[str], Leadflow
         expect(page.locator("#lead .countdown[data-due]")).to_be_visible()
         expect(page.locator("a[href^='tel:']")).to_have_attribute("href", "tel:+380671234567")
         screenshot(page, "manager-lead-card-en")
+        page.get_by_label("Talk time, min").fill("2.5")
         page.click("button[data-outcome=connected]")
         done = page.locator("#lead .countdown.done")
         expect(done).to_be_visible()
@@ -74,12 +77,10 @@ def test_a_connected_call_stops_the_countdown(make_app: Callable[[str], Leadflow
         assert done.inner_text() == stopped
         expect(page.locator("ol.timeline")).to_contain_text("First contact")
         with app.engine.connect() as conn:
-            from sqlalchemy import select
-
-            from leadflow.store.tables import leads
-
             row_db = conn.execute(select(leads.c.first_contact_at, leads.c.sla_state).where(leads.c.id == lead["id"]))
             contacted, state = row_db.one()
+            talk = conn.execute(select(activities.c.duration_seconds).where(activities.c.lead_id == lead["id"]))
+            assert talk.scalar_one() == 150  # the talk time typed beside the button, for the reports' talk minutes
         assert contacted is not None and state == "met"
 
 
@@ -189,9 +190,5 @@ def test_the_pipeline_moves_a_lead_by_drag_or_by_keyboard(
         page.keyboard.press("Enter")
         expect(page.locator("[data-status=qualified]")).to_contain_text("Sofiia Gonchar")
         with app.engine.connect() as conn:
-            from sqlalchemy import select
-
-            from leadflow.store.tables import leads
-
             statuses = dict(conn.execute(select(leads.c.id, leads.c.status)).all())
         assert statuses[dragged["id"]] == statuses[keyed["id"]] == "qualified"
