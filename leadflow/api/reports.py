@@ -103,13 +103,17 @@ def report_query(start: date | None = None, end: date | None = None, tz: str | N
                        campaigns=tuple(campaign or ()))  # fmt: skip
 
 
-def rendered(report: Report, form: Format, table: str | None = None) -> Response:
-    """The report in the form asked for: JSON, or a CSV or XLSX file to save (named after the report and period)."""
+def rendered(report: Report, form: Format, table: str | None = None, *, for_people: bool = False) -> Response:
+    """The report in the form asked for: JSON, or a CSV or XLSX file to save (named after the report and period).
+
+    `for_people`: a file a person downloads from the desk starts its CSV with the UTF-8 byte-order mark, without
+    which Excel reads Cyrillic as another code page; a program reading the API gets the plain UTF-8 it expects."""
     if table is not None:
         report = only_table(report, table)
     if form == "csv":
-        return _attachment(to_csv(report).encode() if table is None else to_csv(report, table).encode(),
-                           CSV_TYPE, filename(report, "csv", table))  # fmt: skip
+        text = to_csv(report) if table is None else to_csv(report, table)
+        return _attachment(text.encode("utf-8-sig" if for_people else "utf-8"), CSV_TYPE,
+                           filename(report, "csv", table))  # fmt: skip
     if form == "xlsx":
         return _attachment(to_xlsx(report), XLSX_TYPE, filename(report, "xlsx", table))
     return JSONResponse(report.to_json())

@@ -123,7 +123,7 @@ async def report_file(request: Request, name: ReportName, viewer: Reader, format
     query = _query(request, viewer)
     app = app_of(request)
     return await to_thread.run_sync(
-        lambda: rendered(run_report(app, name, query, utcnow(), who=viewer.who), format, table)
+        lambda: rendered(run_report(app, name, query, utcnow(), who=viewer.who), format, table, for_people=True)
     )
 
 
