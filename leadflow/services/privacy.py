@@ -40,6 +40,7 @@ from leadflow.store.tables import (
     contacts,
     deals,
     events,
+    lead_stages,
     leads,
     outbox,
     tasks,
@@ -505,13 +506,15 @@ _NOT_EXPORTED = {"outbox": {"recipient", "last_error"}, "assignments": {"candida
 
 def export_client(conn: Connection, client: Client) -> dict[str, Any]:
     """Everything held about the client, as JSON can carry it: their leads, each with its events, assignments,
-    activities, deals, tasks, timers and the messages about it; their contacts (each with the deals made through
+    activities, deals, tasks, timers, the statuses it went through, what a backlog triage kept to undo and the
+    messages about it; their contacts (each with the deals made through
     it rather than through one of their leads) and companies."""
     lead_ids, contact_ids = list(client.lead_ids), list(client.contact_ids)
     lead_rows = _rows(conn, leads, leads.c.id.in_(lead_ids))
     contact_rows = _rows(conn, contacts, contacts.c.id.in_(contact_ids))
     deal_rows = _rows(conn, deals, _deals_of(lead_ids, contact_ids))
-    children = {name: _by_lead(table, _rows(conn, table, table.c.lead_id.in_(lead_ids)))
+    children = {name: _by_lead(table, _rows(conn, table, table.c.lead_id.in_(lead_ids),
+                                            ordered_by=[c.name for c in table.primary_key.columns]))
                 for name, table in _LEAD_CHILDREN.items()}  # fmt: skip
     children["deals"] = _by_lead(deals, [d for d in deal_rows if d["lead_id"] in client.lead_ids])
     lead_of_event = {e["id"]: lead_id for lead_id, rows in children["events"].items() for e in rows}
@@ -538,7 +541,8 @@ def export_client(conn: Connection, client: Client) -> dict[str, Any]:
 
 _LEAD_CHILDREN: dict[str, Table] = {"events": events, "assignments": assignments, "activities": activities,
                                     "tasks": tasks, "timers": timers_table, "conversation": conversation,
-                                    "channel_events": channel_events, "client_events": client_events}  # fmt: skip
+                                    "channel_events": channel_events, "client_events": client_events,
+                                    "stages": lead_stages, "backlog_changes": backlog_changes}  # fmt: skip
 
 
 def _by_lead(table: Table, rows: Iterable[RowMapping]) -> dict[Any, list[dict[str, Any]]]:

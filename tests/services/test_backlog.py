@@ -15,7 +15,7 @@ from leadflow.services import backlog
 from leadflow.services.context import Leadflow
 from leadflow.services.intake import take_lead
 from leadflow.services.leads import set_status
-from leadflow.services.privacy import client_of_lead, erase_client
+from leadflow.services.privacy import client_of_lead, erase_client, export_client
 from leadflow.store.tables import backlog_changes, events, leads, managers
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -216,6 +216,23 @@ def test_erasure_reaches_what_a_run_kept_to_undo(lf: Leadflow) -> None:
         before = conn.execute(select(backlog_changes.c.before)).scalar_one()
     assert done["backlog_changes"] == 1
     assert "Petrenko" not in str(before) and before["status"] == "junk"
+
+
+def test_the_client_export_holds_what_a_run_kept_and_the_statuses_the_lead_went_through(lf: Leadflow) -> None:
+    lead = take_lead(lf, LeadIn(name="Ivan Petrenko", phone="+380671234567"), T0).lead_id
+    set_status(lf, lead, "junk", T0 + timedelta(minutes=5), who=SYSTEM, reason="asked not to call")
+    run_id = backlog.start(lf, Selection(statuses=("junk",)), Action("lose", "old junk"), LATER, who=SYSTEM)
+    backlog.run(lf, run_id, LATER, who=SYSTEM)
+    with lf.engine.connect() as conn:
+        found = client_of_lead(conn, lead)
+        assert found is not None
+        exported = export_client(conn, found)["leads"][0]
+    assert [(c["run_id"], c["state"], c["before"]["status"]) for c in exported["backlog_changes"]] == [
+        (run_id, "done", "junk")
+    ]
+    assert [(s["status"], s["entered_at"][:16]) for s in exported["stages"]] == [
+        ("assigned", "2026-01-05T10:00"), ("junk", "2026-01-05T10:05"), ("lost", LATER.isoformat()[:16])
+    ]  # fmt: skip
 
 
 def test_a_triage_does_not_set_off_the_automations(make_app: Callable[[str], Leadflow]) -> None:
