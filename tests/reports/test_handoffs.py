@@ -340,3 +340,37 @@ def test_no_leads_no_shares(make_app: Callable[[str], Leadflow]) -> None:
     assert r.summary["escalated_share"] is None  # a share of no leads is unknown, not 0%
     assert r.table("to_act").rows == [] and r.table("escalated_to").rows == []
     assert r.charts[0].datasets[0]["data"] == [None] * 5
+
+
+NO_HEAD = """
+default_timezone: Europe/Kyiv
+teams:
+  - {key: sales, name: Sales, timezone: Europe/Kyiv, hours: always}
+managers:
+  - {key: anna, name: Anna, team: sales}
+  - {key: bohdan, name: Bohdan, team: sales}
+routing:
+  rules:
+    - {key: all, team: sales, managers: [anna, bohdan], strategy: round_robin}
+sla:
+  default: {first_contact: 10m, count: wall_clock, chain: {max_hops: 1, final: team_head}}
+"""
+
+
+def test_a_chain_that_finds_nobody_leaves_the_lead_without_an_owner(make_app: Callable[[str], Leadflow]) -> None:
+    # The team has no head: after bohdan's hop the chain's end (the head) is nobody, and the lead waits unowned.
+    app = make_app(NO_HEAD)
+    lead = take_lead(app, LeadIn(phone="0671000009"), minutes(0)).lead_id
+    assert get_lead(app, lead, who=SYSTEM)["manager_key"] == "anna"
+    assert escalate_due(app, minutes(10)) == 1 and get_lead(app, lead, who=SYSTEM)["manager_key"] == "bohdan"
+    assert escalate_due(app, minutes(20)) == 1
+    left = get_lead(app, lead, who=SYSTEM)
+    assert (left["manager_key"], left["status"], left["sla_state"]) == (None, "new", "exhausted")
+    r = report(app, NOV_10, now=minutes(120))
+    # Escalated twice (a lead with hops), the chain ended with nobody having called; "no owner" is the wait for
+    # the first owner (anna had it at once), so it is not counted again here.
+    assert counts(r) == [0, 1, 1, 0, 0]
+    assert [(e["_manager"], e["manager"], e["escalations"]) for e in r.table("escalated_to").rows] == [
+        ("bohdan", "Bohdan", 1), (None, "No one (left unassigned)", 1)]  # fmt: skip
+    assert [(row["id"], row["_owner"], row["_status"], row["_open"]) for row in r.table("to_act").rows] == [
+        (lead, None, "new", True)]  # fmt: skip
