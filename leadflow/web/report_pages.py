@@ -237,9 +237,10 @@ def _view(viewer: Viewer, rules: Any, report: Report) -> dict[str, Any]:
                 show.labels.status(v) if k in STATUS_FIGURES and isinstance(v, str) else
                 show.value(v, summary_kind(report, k, v)))
                for k, v in report.summary.items() if not isinstance(v, dict | list)]  # fmt: skip
+    period = {end: show.value(date.fromisoformat(report.window[end]), "text") for end in ("from", "to")}
     return {"summary": summary, "charts": [show.chart(c) for c in report.charts],
             "tables": [show.table(t) for t in report.tables], "notes": [show.words(n) for n in report.notes],
-            "window": report.window}  # fmt: skip
+            "window": report.window, "period": period}  # fmt: skip
 
 
 def _number(value: Any) -> Any:

@@ -178,6 +178,9 @@ def _charts(page: str) -> list[tuple[str, dict[str, Any]]]:
 def test_a_ukrainian_reader_reads_the_funnel_and_the_hand_offs_in_ukrainian(desk: Desk) -> None:
     with desk.client("halyna") as client:  # an admin: both teams, days in Kyiv's time
         page = client.get("/reports/funnel", params=MARCH).text
+        # The period in the reader's own date format, and the filter's two days named as days (not "to whom").
+        assert "З 01.03.26 по 31.03.26, дні за часом Europe/Kyiv." in page
+        assert '<label for="rf-from">Перший день</label>' in page and '<label for="rf-to">Останній день</label>' in page
         assert _labels(page, "stages") == [
             "Етапи",
             "Ліди, що надійшли з 01.03.26 по 31.03.26 (Europe/Kyiv), без повторних звернень, об'єднаних з іншим "
