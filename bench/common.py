@@ -170,3 +170,23 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+# Six managers in one always-open team, round robin, a one-hour first contact: intake with nothing in its way.
+SIX_MANAGERS_RULES = (
+    """\
+default_region: UA
+default_timezone: Europe/Kyiv
+teams:
+  - {key: sales, name: Sales, hours: always}
+managers:
+"""
+    + "".join(f"  - {{key: m{i}, name: Manager {i}, team: sales, capacity: 100000}}\n" for i in range(6))
+    + """\
+routing:
+  rules:
+    - {key: all, team: sales, strategy: round_robin}
+sla:
+  default: {first_contact: 1h, count: wall_clock}
+"""
+)

@@ -36,26 +36,10 @@ from typing import Any
 
 import httpx
 
-from bench.common import DEFAULT_PG_URL, console, machine_info, print_table
+from bench.common import DEFAULT_PG_URL, SIX_MANAGERS_RULES, console, machine_info, print_table
 
 LEADFLOW = str(Path(sys.executable).parent / "leadflow")
-RULES = (
-    """\
-default_region: UA
-default_timezone: Europe/Kyiv
-teams:
-  - {key: sales, name: Sales, hours: always}
-managers:
-"""
-    + "".join(f"  - {{key: m{i}, name: Manager {i}, team: sales, capacity: 100000}}\n" for i in range(6))
-    + """\
-routing:
-  rules:
-    - {key: all, team: sales, strategy: round_robin}
-sla:
-  default: {first_contact: 1h, count: wall_clock}
-"""
-)
+RULES = SIX_MANAGERS_RULES
 
 LUA = """\
 local counter = 0

@@ -42,7 +42,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine
 
-from bench.common import DEFAULT_PG_URL, console, machine_info, postgres_scratch, print_table, with_database
+from bench.common import (
+    DEFAULT_PG_URL,
+    SIX_MANAGERS_RULES,
+    console,
+    machine_info,
+    postgres_scratch,
+    print_table,
+    with_database,
+)
 from bench.report_history import GENERATOR, NOW, align_indexes, bench_rules, built_for, load, verify
 from leadflow.core.lead import LeadIn
 from leadflow.core.policy import SYSTEM
@@ -258,24 +266,6 @@ def time_reports(built: Built, runs: int, windows: tuple[int, ...], only: list[s
 
 # --- what the stage triggers cost intake ----------------------------------------------------------------------------
 
-INTAKE_RULES = (
-    """\
-default_region: UA
-default_timezone: Europe/Kyiv
-teams:
-  - {key: sales, name: Sales, hours: always}
-managers:
-"""
-    + "".join(f"  - {{key: m{i}, name: Manager {i}, team: sales, capacity: 100000}}\n" for i in range(6))
-    + """\
-routing:
-  rules:
-    - {key: all, team: sales, strategy: round_robin}
-sla:
-  default: {first_contact: 1h, count: wall_clock}
-"""
-)
-
 
 @dataclass
 class IntakeSide:
@@ -286,7 +276,7 @@ class IntakeSide:
 
 def _intake_pass(url: str, triggers: bool, n: int) -> tuple[float, float]:
     engine = make_engine(url)
-    rules = parse_rules(INTAKE_RULES, "bench-intake-rules.yaml")
+    rules = parse_rules(SIX_MANAGERS_RULES, "bench-intake-rules.yaml")
     with engine.begin() as conn:
         apply_rules_people(conn, rules, NOW)
         if not triggers:

@@ -22,9 +22,11 @@ from leadflow.core.rules import RulesFile
 from leadflow.core.rules_text import parse_rules
 from leadflow.services import accounts
 from leadflow.services.context import Leadflow, utcnow
+from leadflow.services.reports import Spec
 from leadflow.store.db import make_engine, migrate
 from leadflow.store.tables import metadata
 from leadflow.store.team_state import apply_rules_people
+from tests.report_sample import registered
 
 PG_URL = os.environ.get("LEADFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("LEADFLOW_REQUIRE_POSTGRES") == "1"
@@ -126,3 +128,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             "Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         )
+
+
+@pytest.fixture
+def arrivals() -> Iterator[Spec]:
+    """The sample report "arrivals" (tests/report_sample.py), registered for the test's length."""
+    with registered() as spec:
+        yield spec

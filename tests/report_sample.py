@@ -24,6 +24,7 @@ from leadflow.services.reports.shape import Chart, Col, Report, Table
 from leadflow.store.tables import leads
 
 NAME = "arrivals"
+REAL_REPORTS = [name for name in REPORTS if name != NAME]  # the reports leadflow ships
 COLUMNS = [
     Col("channel", "Channel", "text"),
     Col("leads", "Leads", "int"),

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -81,6 +82,16 @@ def key_by_cli(env: dict[str, str], cwd: Path, scope: str = "write") -> dict[str
     found = re.search(r"lf_[A-Za-z0-9_-]{43}", made.stdout)
     assert found, made.stdout + made.stderr
     return bearer(found.group(0))
+
+
+def error_body(answer: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """The one error shape, with this status (and a problem naming `field`, when given)."""
+    assert answer.status_code == status, answer.text
+    body: dict[str, Any] = answer.json()
+    assert set(body) == {"error", "message", "problems"}, body
+    if field is not None:
+        assert field in [p["field"] for p in body["problems"]], body
+    return body
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -23,12 +23,11 @@ from leadflow.services.context import Leadflow
 from leadflow.services.reports import REPORTS, Spec
 from leadflow.settings import get_settings
 from leadflow.store.tables import channel_costs, sales_plans
-from tests.report_sample import registered, section_titles
+from tests.report_sample import REAL_REPORTS, section_titles
 from tests.reports.history import RULES, History, build_history
 from tests.test_cli import LEADFLOW
 
 MARCH = ["--from", "2026-03-01", "--to", "2026-03-31"]
-REAL_REPORTS = [name for name in REPORTS if name != "arrivals"]
 
 
 @dataclass
@@ -53,12 +52,6 @@ def place(make_app: Callable[[str], Leadflow], database_url: str, tmp_path: Path
     rules.write_text(RULES)
     yield Place(build_history(make_app), rules, database_url, tmp_path)
     get_settings.cache_clear()
-
-
-@pytest.fixture
-def arrivals() -> Iterator[Spec]:
-    with registered() as spec:
-        yield spec
 
 
 def _ok(result: Result) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from leadflow.services.context import Leadflow
 from leadflow.store.tables import client_events, events
 from leadflow.store.writer import GroupWriter
-from tests.support import THREE_MANAGERS, bearer, live_server, new_key, web_sign_in, web_user
+from tests.support import THREE_MANAGERS, bearer, error_body, live_server, new_key, web_sign_in, web_user
 
 URL = "/api/v1/events"
 
@@ -42,15 +42,6 @@ def world(make_app: Callable[[str], Leadflow]) -> Iterator[World]:
 def count(app: Leadflow, table: Any, *where: Any) -> int:
     with app.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
-
-def assert_error(answer: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    body: dict[str, Any] = answer.json()
-    assert set(body) == {"error", "message", "problems"}, body
-    if field is not None:
-        assert field in [p["field"] for p in body["problems"]], body
-    return body
 
 
 @pytest.mark.parametrize("scope", ["intake", "write"])
@@ -83,9 +74,9 @@ def test_an_unknown_client_is_202_unmatched(world: World) -> None:
 
 def test_a_read_key_is_403_and_no_key_401(world: World) -> None:
     body = {"id": "v-1", "type": "page_visited", "lead_id": world.lead_id}
-    assert_error(world.client.post(URL, json=body, headers=world.keys["read"]), 403)
+    error_body(world.client.post(URL, json=body, headers=world.keys["read"]), 403)
     refused = world.client.post(URL, json=body)
-    assert_error(refused, 401)
+    error_body(refused, 401)
     assert refused.headers["www-authenticate"].startswith("Bearer")
     assert count(world.app, client_events) == 0
 
@@ -113,7 +104,7 @@ def test_bad_input_is_422_naming_the_field_and_nothing_is_kept(
 ) -> None:
     headers = {**world.keys["write"], "Content-Type": "application/json"}
     sent = {"content": body} if isinstance(body, str) else {"json": body}
-    assert_error(world.client.post(URL, headers=headers, **sent), 422, field)
+    error_body(world.client.post(URL, headers=headers, **sent), 422, field)
     assert count(world.app, client_events) == 0
 
 

@@ -22,12 +22,11 @@ from sqlalchemy import select
 from leadflow.services.context import Leadflow
 from leadflow.services.reports import REPORTS, Spec
 from leadflow.store.tables import channel_costs, sales_plans
-from tests.report_sample import registered, section_titles
+from tests.report_sample import REAL_REPORTS, section_titles
 from tests.reports.history import History, build_history
-from tests.support import admin_headers, bearer, live_server, new_key, person
+from tests.support import admin_headers, bearer, error_body, live_server, new_key, person
 
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
-REAL_REPORTS = [name for name in REPORTS if name != "arrivals"]
 
 
 @dataclass
@@ -38,12 +37,6 @@ class Served:
 
     def get(self, path: str, who: str = "admin", **params: Any) -> httpx.Response:
         return httpx.get(self.url + path, params=params, headers=self.headers[who], timeout=60)
-
-
-@pytest.fixture
-def arrivals() -> Iterator[Spec]:
-    with registered() as spec:
-        yield spec
 
 
 @pytest.fixture
@@ -58,15 +51,6 @@ def served(make_app: Callable[[str], Leadflow]) -> Iterator[Served]:
     }
     with live_server(app) as url:
         yield Served(url, history, headers)
-
-
-def _error(answer: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    body: dict[str, Any] = answer.json()
-    assert set(body) == {"error", "message", "problems"}, body
-    if field is not None:
-        assert field in [p["field"] for p in body["problems"]], body
-    return body
 
 
 def _rows(body: dict[str, Any], table: str = "by_channel") -> dict[str, dict[str, Any]]:
@@ -132,11 +116,11 @@ def test_each_caller_sees_their_own_scope(served: Served, arrivals: Spec) -> Non
     # Iryna heads Kyiv: k1..k6, web k1 k2 k5 k6 and facebook k3 k4.
     kyiv = _rows(served.get("/api/v1/reports/arrivals", "iryna", **MARCH).json())
     assert {k: v["leads"] for k, v in kyiv.items()} == {"web": 4, "facebook": 2}
-    _error(served.get("/api/v1/reports/arrivals", "iryna", team="ny", **MARCH), 403)
+    error_body(served.get("/api/v1/reports/arrivals", "iryna", team="ny", **MARCH), 403)
     # Olena owns k1 and k5 now (k3 was restored to Taras, k4 handed to him): web 2, one of them contacted.
     own = served.get("/api/v1/reports/arrivals", "olena", **MARCH).json()
     assert {k: (v["leads"], v["contacted"]) for k, v in _rows(own).items()} == {"web": (2, 1)}
-    _error(served.get("/api/v1/reports/arrivals", "olena", manager="taras", **MARCH), 403)
+    error_body(served.get("/api/v1/reports/arrivals", "olena", manager="taras", **MARCH), 403)
     # A read key sees everything.
     assert served.get("/api/v1/reports/arrivals", "read", **MARCH).json()["summary"]["leads"] == 9
 
@@ -158,7 +142,7 @@ def test_csv_of_one_table_and_of_every_table(served: Served, arrivals: Spec) -> 
     lines = every.text.split("\r\n")
     assert lines[0] == "Leads by channel" and lines[1].startswith("Channel,Leads") and lines[5] == ""
     assert lines[6:9] == ["An empty table", "What", ""]
-    _error(served.get("/api/v1/reports/arrivals", format="csv", table="nope", **MARCH), 422, "table")
+    error_body(served.get("/api/v1/reports/arrivals", format="csv", table="nope", **MARCH), 422, "table")
 
 
 def test_xlsx_has_a_summary_and_a_sheet_per_table(served: Served, arrivals: Spec) -> None:
@@ -184,20 +168,20 @@ def test_xlsx_has_a_summary_and_a_sheet_per_table(served: Served, arrivals: Spec
 
 
 def test_refusals_have_the_one_shape(served: Served, arrivals: Spec) -> None:
-    body = _error(served.get("/api/v1/reports/nosuch"), 404)
+    body = error_body(served.get("/api/v1/reports/nosuch"), 404)
     assert "arrivals" in body["message"] and "funnel" in body["message"]
-    _error(served.get("/api/v1/reports/arrivals", **{"from": "2026-13-01"}), 422, "from")
-    _error(served.get("/api/v1/reports/arrivals", **{"from": "1700000000"}), 422, "from")
-    _error(served.get("/api/v1/reports/arrivals", **{"from": "0001-01-01"}), 422, "from")
-    _error(served.get("/api/v1/reports/arrivals", **{"from": "2026-03-10", "to": "2026-03-01"}), 422, "to")
-    _error(served.get("/api/v1/reports/arrivals", **{"from": "2024-01-01", "to": "2026-03-01"}), 422, "from")
-    _error(served.get("/api/v1/reports/arrivals", tz="Mars/Olympus"), 422, "tz")
-    _error(served.get("/api/v1/reports/arrivals", tz="../../etc/passwd"), 422, "tz")
-    _error(served.get("/api/v1/reports/arrivals", team="atlantis"), 422, "team")
-    _error(served.get("/api/v1/reports/arrivals", manager="nobody"), 422, "manager")
-    _error(served.get("/api/v1/reports/arrivals", channel="web\x00"), 422, "channel.0")
-    _error(served.get("/api/v1/reports/arrivals", format="pdf"), 422, "format")
-    _error(httpx.get(served.url + "/api/v1/reports/arrivals", timeout=30), 401)
+    error_body(served.get("/api/v1/reports/arrivals", **{"from": "2026-13-01"}), 422, "from")
+    error_body(served.get("/api/v1/reports/arrivals", **{"from": "1700000000"}), 422, "from")
+    error_body(served.get("/api/v1/reports/arrivals", **{"from": "0001-01-01"}), 422, "from")
+    error_body(served.get("/api/v1/reports/arrivals", **{"from": "2026-03-10", "to": "2026-03-01"}), 422, "to")
+    error_body(served.get("/api/v1/reports/arrivals", **{"from": "2024-01-01", "to": "2026-03-01"}), 422, "from")
+    error_body(served.get("/api/v1/reports/arrivals", tz="Mars/Olympus"), 422, "tz")
+    error_body(served.get("/api/v1/reports/arrivals", tz="../../etc/passwd"), 422, "tz")
+    error_body(served.get("/api/v1/reports/arrivals", team="atlantis"), 422, "team")
+    error_body(served.get("/api/v1/reports/arrivals", manager="nobody"), 422, "manager")
+    error_body(served.get("/api/v1/reports/arrivals", channel="web\x00"), 422, "channel.0")
+    error_body(served.get("/api/v1/reports/arrivals", format="pdf"), 422, "format")
+    error_body(httpx.get(served.url + "/api/v1/reports/arrivals", timeout=30), 401)
 
 
 @pytest.mark.parametrize("name", REAL_REPORTS)
@@ -246,15 +230,15 @@ def test_costs_refuse_what_is_not_csv(served: Served) -> None:
         return httpx.post(url, content=content, headers={**who, "Content-Type": kind}, timeout=30)
 
     assert post(b"day,amount\n", "text/plain").status_code == 415
-    _error(post(b"\xff\xfeday", "text/csv"), 422, "body")
-    _error(post(b"  \n", "text/csv"), 422, "body")
-    _error(post(b'{"csv": "day,amount"', "application/json"), 422, "body")
-    _error(post(b"[" * 5000 + b"]" * 5000, "application/json"), 422, "body")
-    _error(post(b'{"csv": "day,amount", "extra": 1}', "application/json"), 422, "extra")
-    _error(post(b'{"csv": "day\\u0000"}', "application/json"), 422, "csv")
-    _error(post(b"day,amount\n2026-03-01,1\n", "text/csv", served.headers["olena"]), 403)  # a manager sets no costs
-    _error(post(b"day,amount\n2026-03-01,1\n", "text/csv", served.headers["read"]), 403)
-    _error(served.get("/api/v1/reports/costs", **{"from": "2026-03-10", "to": "2026-03-01"}), 422, "to")
+    error_body(post(b"\xff\xfeday", "text/csv"), 422, "body")
+    error_body(post(b"  \n", "text/csv"), 422, "body")
+    error_body(post(b'{"csv": "day,amount"', "application/json"), 422, "body")
+    error_body(post(b"[" * 5000 + b"]" * 5000, "application/json"), 422, "body")
+    error_body(post(b'{"csv": "day,amount", "extra": 1}', "application/json"), 422, "extra")
+    error_body(post(b'{"csv": "day\\u0000"}', "application/json"), 422, "csv")
+    error_body(post(b"day,amount\n2026-03-01,1\n", "text/csv", served.headers["olena"]), 403)  # a manager sets no costs
+    error_body(post(b"day,amount\n2026-03-01,1\n", "text/csv", served.headers["read"]), 403)
+    error_body(served.get("/api/v1/reports/costs", **{"from": "2026-03-10", "to": "2026-03-01"}), 422, "to")
 
 
 def test_plans_are_set_per_month_and_listed(served: Served) -> None:
@@ -272,13 +256,13 @@ def test_plans_are_set_per_month_and_listed(served: Served) -> None:
                       ("manager:olena", "2026-03"): (Decimal("0.50"), None)}  # fmt: skip
     listed = served.get("/api/v1/reports/plans", month="2026-03")
     assert listed.status_code == 200 and "kyiv" in listed.text and "olena" in listed.text, listed.text
-    _error(httpx.put(f"{url}/team:kyiv/2026-13", json={}, headers=admin, timeout=30), 422, "month")
-    _error(httpx.put(f"{url}/region:kyiv/2026-03", json={}, headers=admin, timeout=30), 422, "scope")
-    _error(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals_per_day": -1}, headers=admin, timeout=30), 422,
+    error_body(httpx.put(f"{url}/team:kyiv/2026-13", json={}, headers=admin, timeout=30), 422, "month")
+    error_body(httpx.put(f"{url}/region:kyiv/2026-03", json={}, headers=admin, timeout=30), 422, "scope")
+    error_body(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals_per_day": -1}, headers=admin, timeout=30), 422,
            "deals_per_day")  # fmt: skip
-    _error(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals_per_day": "0.125"}, headers=admin, timeout=30), 422,
+    error_body(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals_per_day": "0.125"}, headers=admin, timeout=30), 422,
            "deals_per_day")  # fmt: skip
-    _error(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals": 1}, headers=admin, timeout=30), 422, "deals")
-    _error(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals_per_day": 1}, headers=served.headers["olena"],
+    error_body(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals": 1}, headers=admin, timeout=30), 422, "deals")
+    error_body(httpx.put(f"{url}/team:kyiv/2026-03", json={"deals_per_day": 1}, headers=served.headers["olena"],
                      timeout=30), 403)  # fmt: skip
-    _error(served.get("/api/v1/reports/plans", month="March"), 422, "month")
+    error_body(served.get("/api/v1/reports/plans", month="March"), 422, "month")

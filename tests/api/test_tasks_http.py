@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from leadflow.services.context import Leadflow
-from tests.support import bearer, live_server, new_key, person
+from tests.support import bearer, error_body, live_server, new_key, person
 
 RULES = """
 default_region: UA
@@ -67,12 +67,7 @@ def desk(make_app: Callable[[str], Leadflow]) -> Iterator[Desk]:
 
 
 def _error(answer: httpx.Response, status: int, field: str | None = None) -> str:
-    assert answer.status_code == status, answer.text
-    body = answer.json()
-    assert set(body) == {"error", "message", "problems"}, body
-    if field is not None:
-        assert field in [p["field"] for p in body["problems"]], body
-    return str(body["message"])
+    return str(error_body(answer, status, field)["message"])
 
 
 def test_a_manager_sets_works_and_closes_their_task(desk: Desk) -> None:

@@ -19,13 +19,12 @@ import pytest
 from openpyxl import load_workbook
 
 from leadflow.services.context import Leadflow
-from leadflow.services.reports import REPORTS, Spec
-from tests.report_sample import registered
+from leadflow.services.reports import Spec
+from tests.report_sample import REAL_REPORTS
 from tests.reports.history import History, build_history
 from tests.support import admin_headers, live_server, web_sign_in, web_user
 
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
-REAL_REPORTS = [name for name in REPORTS if name != "arrivals"]
 
 
 @dataclass
@@ -54,12 +53,6 @@ def desk(make_app: Callable[[str], Leadflow]) -> Iterator[Desk]:
     }
     with live_server(app) as url:
         yield Desk(url, history, passwords)
-
-
-@pytest.fixture
-def arrivals() -> Iterator[Spec]:
-    with registered() as spec:
-        yield spec
 
 
 def _rows(page: str, table: str = "by_channel") -> list[list[str]]:

@@ -22,12 +22,11 @@ from sqlalchemy.engine import Connection
 from leadflow.core.stats import share
 from leadflow.services.context import Leadflow
 from leadflow.services.reports.query import Window
-from leadflow.services.reports.shape import N_, Chart, Col, Note, Report, Table, joined, money, note
+from leadflow.services.reports.shape import CENT, N_, Chart, Col, Note, Report, Table, joined, money, note
 from leadflow.store.tables import channel_costs, leads
 
 MAX_GROUPS = 500  # the channel + source + campaign table lists the largest groups; the channel totals hold all
 MAX_UNMATCHED = 10  # spend lines that paid for no lead, named in the notes
-_CENT = Decimal("0.01")
 
 Group = tuple[str, str | None, str | None]  # channel, source, utm_campaign as the lead has them
 Key = tuple[str, str, str]  # a spend line's channel, source, campaign; '' is any
@@ -204,7 +203,7 @@ def attribute(
 
 
 def _cents(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(_CENT)
+    return None if value is None else value.quantize(CENT)
 
 
 def _percent(value: float | None) -> float | None:
@@ -215,11 +214,11 @@ def _unmatched_notes(unmatched: Mapping[Key, Decimal]) -> list[str]:
     if not unmatched:
         return []
     named = sorted(unmatched.items(), key=lambda kv: (-kv[1], kv[0]))
-    lines: list[str] = [Note("{line}: {amount}", {"line": _line(key), "amount": money(a.quantize(_CENT))}, False)
+    lines: list[str] = [Note("{line}: {amount}", {"line": _line(key), "amount": money(a.quantize(CENT))}, False)
                         for key, a in named[:MAX_UNMATCHED]]  # fmt: skip
     if len(named) > MAX_UNMATCHED:
         lines.append(note("and {count} more", count=len(named) - MAX_UNMATCHED))
-    total = money(sum(unmatched.values(), Decimal(0)).quantize(_CENT))
+    total = money(sum(unmatched.values(), Decimal(0)).quantize(CENT))
     return [note("Spend that matched no lead of the period ({total}): {lines}.", total=total, lines=joined(lines))]
 
 

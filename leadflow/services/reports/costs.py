@@ -24,6 +24,7 @@ from leadflow.core.errors import FieldProblem, Forbidden, InvalidInput
 from leadflow.core.policy import Action, Principal, can, needed_for
 from leadflow.services.context import Leadflow
 from leadflow.services.reports.query import MAX_DAYS
+from leadflow.services.reports.shape import CENT
 from leadflow.store.db import READ_ONLY
 from leadflow.store.tables import channel_costs
 
@@ -36,7 +37,6 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CHANNEL = re.compile(r"^[a-z0-9_.-]+$")  # as a lead's channel is written (core/lead.py)
 _WIDTH = {"channel": 40, "source": 200, "campaign": 200}
 _MOST = Decimal("99999999999999.99")  # what Numeric(16, 2) holds
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def list_costs(app: Leadflow, start: date, end: date, *, who: Principal) -> list
             .where(c.day >= start, c.day <= end)
             .order_by(c.day, c.channel, c.source, c.campaign)
         ).mappings()
-        return [dict(r) | {"amount": Decimal(r["amount"]).quantize(_CENT)} for r in rows]
+        return [dict(r) | {"amount": Decimal(r["amount"]).quantize(CENT)} for r in rows]
 
 
 # -- Reading the file -----------------------------------------------------------------------------------------------
@@ -217,13 +217,13 @@ def _amount(value: str, line: int, problems: list[FieldProblem]) -> Decimal | No
     if amount < 0:
         problems.append(FieldProblem("amount", f"line {line}: amount {value} is negative"))
         return None
-    if amount != amount.quantize(_CENT):
+    if amount != amount.quantize(CENT):
         problems.append(FieldProblem("amount", f"line {line}: amount '{value}' has more than 2 decimals"))
         return None
     if amount > _MOST:
         problems.append(FieldProblem("amount", f"line {line}: amount {value} is too large"))
         return None
-    return amount.quantize(_CENT)
+    return amount.quantize(CENT)
 
 
 # -- Writing --------------------------------------------------------------------------------------------------------

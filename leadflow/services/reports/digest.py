@@ -33,7 +33,7 @@ from leadflow.services.delivery import enqueue_notification
 from leadflow.services.reports import run_report
 from leadflow.services.reports.kpis import BAND_LABELS
 from leadflow.services.reports.query import ReportQuery
-from leadflow.services.reports.shape import Chart, Report
+from leadflow.services.reports.shape import CENT, Chart, Report
 from leadflow.store.db import READ_ONLY
 from leadflow.store.tables import assignments, digests, leads, managers, teams
 
@@ -41,7 +41,6 @@ log = logging.getLogger("leadflow.digest")
 
 EVENT = "report.digest"
 SHOWN = 3  # the top and the bottom managers named
-CENT = Decimal("0.01")
 IMAGE_CHANNELS = ("email", "telegram")  # the channels that carry the charts; the rest get the text alone
 
 # The charts' titles, in the head's language (the reports' own are English).

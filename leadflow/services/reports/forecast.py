@@ -25,12 +25,11 @@ from leadflow.services.context import Leadflow
 from leadflow.services.leads import OUTSIDE_FUNNEL
 from leadflow.services.reports.plans import PlanInForce, days_in_month, month_of, plans_in_force
 from leadflow.services.reports.query import Window
-from leadflow.services.reports.shape import N_, Chart, Col, Note, Report, Table, named_status, note
+from leadflow.services.reports.shape import CENT, N_, Chart, Col, Note, Report, Table, named_status, note
 from leadflow.store.tables import lead_stages, leads, managers, teams
 
 HISTORY_DAYS = 90  # stage probabilities, the conversion and the average check look this far back from now
 RUN_RATE_DAYS = 28  # new leads a day: over the last four weeks (every weekday counted alike)
-CENT = Decimal("0.01")
 QUARTER = 900  # seconds: the database counts deals by the quarter hour, Python places each quarter on a local day
 
 _later = lead_stages.alias("later")

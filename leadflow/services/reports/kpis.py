@@ -32,7 +32,7 @@ from leadflow.services.reports.load import (
     shown,
 )
 from leadflow.services.reports.query import Person, Window
-from leadflow.services.reports.shape import N_, Chart, Col, Note, Report, Table, named_status, note
+from leadflow.services.reports.shape import CENT, N_, Chart, Col, Note, Report, Table, named_status, note
 from leadflow.store.tables import activities, assignments, lead_stages, leads
 from leadflow.store.team_state import load_team_state
 
@@ -40,7 +40,6 @@ ARRIVAL_STATUSES = ("new", "assigned")  # a lead is in these by arriving and bei
 BAND_LABELS = (*(label for _, label in BANDS), LATE_BAND)
 TALK_DAY_MINUTES = 180  # seed 001: no one is on the phone for more than three hours a day
 FINAL = "final"  # the conversion to any won status
-CENT = Decimal("0.01")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from leadflow.core.policy import Action, Principal, can, needed_for, report_scop
 from leadflow.core.rules import RulesFile
 from leadflow.services.access import guard_team
 from leadflow.services.context import Leadflow
+from leadflow.services.reports.shape import CENT
 from leadflow.store.db import READ_ONLY
 from leadflow.store.events import append_events, new_event
 from leadflow.store.tables import managers, sales_plans, teams
@@ -210,7 +211,7 @@ def _figure_problems(name: str, value: Decimal | None) -> list[FieldProblem]:
     if value > MAX_FIGURE[name]:
         return [FieldProblem(name, f"{name} can be at most {MAX_FIGURE[name]}")]
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(Decimal("0.01")):
+    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(CENT):
         return [FieldProblem(name, f"{name} has at most two decimal places")]
     return []
 

@@ -13,6 +13,7 @@ from leadflow.core.schedule import format_duration
 # How a value is shown: a count, a number, a share (0..1, shown as a percentage), seconds (shown as a duration),
 # money, a day, an instant, or text.
 Kind = Literal["int", "number", "percent", "seconds", "money", "date", "datetime", "text"]
+CENT = Decimal("0.01")  # money is reported to the cent
 
 
 def N_(text: str) -> str:

@@ -20,7 +20,7 @@ from leadflow.core.stats import share, wilson
 from leadflow.services.context import Leadflow
 from leadflow.services.leads import OUTSIDE_FUNNEL
 from leadflow.services.reports.query import Window
-from leadflow.services.reports.shape import N_, Chart, Col, Note, Report, Table, joined, money, note, number
+from leadflow.services.reports.shape import CENT, N_, Chart, Col, Note, Report, Table, joined, money, note, number
 from leadflow.store.tables import leads
 
 BAND_ORDER = (*(label for _, label in BANDS), LATE_BAND)  # ≤20m, ≤3h, ≤12h, >12h
@@ -29,7 +29,6 @@ PRIOR = dict(zip(BAND_ORDER, (0.30, 0.10, 0.0, -0.30), strict=True))
 FASTEST, REFERENCE = BAND_ORDER[0], BAND_ORDER[2]
 NOT_CONTACTED = N_("not contacted")
 FEW = 30  # below this many leads a band's interval is wide
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
